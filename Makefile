@@ -1,0 +1,34 @@
+# Everything runs from .venv, created with pip from pyproject.toml when missing.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test test-fast test-all lint bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/newsletter demo
+
+## the whole suite, slow tests (kill-the-worker, browser) included
+test: $(STAMP)
+	$(BIN)/pytest -q
+
+## without the slow tests
+test-fast: $(STAMP)
+	$(BIN)/pytest -q -m "not slow"
+
+lint: $(STAMP)
+	$(BIN)/ruff check worker tests bench scheduler.py
+	$(BIN)/mypy worker scheduler.py
+
+bench: $(STAMP)
+	$(BIN)/python bench/throughput.py --subscribers 20000
+
+clean:
+	rm -rf $(VENV) data .pytest_cache

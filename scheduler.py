@@ -1,0 +1,64 @@
+"""The weekly schedule: on NEWSLETTER_WEEKLY_CRON, build and send the current week's edition.
+
+This module only schedules; the work is ``worker.editions.start_send``. Two schedulers may run
+at once (two hosts, a restart overlapping): the edition's unique week and the idempotent fan-out
+make the second one a no-op.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from apscheduler.schedulers.blocking import BlockingScheduler
+from apscheduler.triggers.cron import CronTrigger
+
+from worker import editions
+from worker.actors import Actors
+from worker.config import Settings
+from worker.errors import NewsletterError
+from worker.models import utcnow
+from worker.runtime import open_runtime
+
+log = logging.getLogger("scheduler")
+
+
+def send_current_week(settings: Settings) -> str:
+    """The scheduled job: create this week's edition and queue it for the workers."""
+    rt = open_runtime(settings)
+    try:
+        actors = Actors(rt)
+        now = utcnow()
+        week = editions.resolve_week(rt, None, now)
+        outcome = editions.start_send(rt, week, now, actors.start_fan_out,
+                                      actors.enqueue_deliveries)
+        log.info("%s", outcome.message)
+        return outcome.message
+    except NewsletterError as exc:
+        log.error("weekly send failed: %s", exc)
+        return str(exc)
+    finally:
+        rt.close()
+
+
+def build(settings: Settings) -> BlockingScheduler:
+    """A scheduler with the weekly job on the configured crontab and time zone."""
+    scheduler = BlockingScheduler(timezone=settings.tz)
+    scheduler.add_job(
+        send_current_week, CronTrigger.from_crontab(settings.weekly_cron, timezone=settings.tz),
+        args=[settings], id="weekly-edition", coalesce=True, max_instances=1,
+        misfire_grace_time=6 * 3600, replace_existing=True,
+    )
+    return scheduler
+
+
+def run(settings: Settings) -> None:
+    """Run the schedule until SIGINT/SIGTERM."""
+    scheduler = build(settings)
+    job = scheduler.get_jobs()[0]
+    scheduler.start(paused=True)
+    log.info("weekly edition scheduled: %r (%s), next run %s", settings.weekly_cron,
+             settings.timezone, job.next_run_time)
+    try:
+        scheduler.resume()
+    except (KeyboardInterrupt, SystemExit):
+        scheduler.shutdown(wait=False)

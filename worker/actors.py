@@ -1,0 +1,124 @@
+"""dramatiq actors: thin wrappers that take ids and call the pipeline in ``worker.editions``.
+
+Actors are declared on the Runtime's broker when a process builds ``Actors(rt)``, rather than
+at import time on a global broker, so that settings flow down from each entry point.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import dramatiq
+
+from worker import editions, store
+from worker.models import DeliveryStatus, utcnow
+from worker.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+QUEUE_EDITIONS = "editions"
+QUEUE_DELIVERIES = "deliveries"
+QUEUE_TRANSACTIONAL = "transactional"
+REFILL_EVERY_MS = 1000
+SWEEP_LOCK = "newsletter:sweep"
+
+
+class Actors:
+    """The actors of one process, bound to its runtime and broker."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        broker = rt.broker
+
+        def declare(fn: Callable[..., Any], name: str, queue: str, **options: Any) -> Any:
+            return dramatiq.actor(fn, broker=broker, actor_name=name, queue_name=queue, **options)
+
+        self.fan_out = declare(self._fan_out, "fan_out", QUEUE_EDITIONS,
+                               max_retries=20, min_backoff=1000, max_backoff=60_000,
+                               time_limit=6 * 3600 * 1000, priority=5)
+        self.refill = declare(self._refill, "refill", QUEUE_EDITIONS, max_retries=3,
+                              min_backoff=1000, time_limit=600_000, priority=5)
+        self.deliver = declare(self._deliver, "deliver", QUEUE_DELIVERIES, max_retries=5,
+                               min_backoff=1000, max_backoff=60_000, time_limit=600_000,
+                               priority=10)
+        # Transactional mail (confirmations) has a queue of its own, so it never waits behind
+        # an edition in progress, and the highest priority for worker threads.
+        self.transactional: Any = None
+
+    # --- what the pipeline calls to hand work over --------------------------------------
+
+    def enqueue_deliveries(self, ids: list[int]) -> None:
+        """One deliver job per delivery id."""
+        for delivery_id in ids:
+            self.deliver.send(delivery_id)
+
+    def retry_later(self, delivery_id: int, delay_s: float) -> None:
+        """Deliver again after ``delay_s`` seconds."""
+        self.deliver.send_with_options(args=(delivery_id,), delay=int(delay_s * 1000))
+
+    def start_fan_out(self, edition_id: int) -> None:
+        """Fan out an edition on a worker."""
+        self.fan_out.send(edition_id)
+
+    # --- actor bodies ----------------------------------------------------------------------
+
+    def _fan_out(self, edition_id: int) -> None:
+        if editions.fan_out(self.rt, edition_id, self.enqueue_deliveries):
+            self.refill.send_with_options(args=(edition_id,), delay=REFILL_EVERY_MS)
+
+    def _refill(self, edition_id: int) -> None:
+        """Top the queue up as it drains, until every owed delivery has a job."""
+        editions.refill(self.rt, edition_id, utcnow(), self.enqueue_deliveries)
+        with self.rt.session() as session:
+            edition = store.get_edition_by_id(session, edition_id)
+            unqueued = edition is not None and edition.status == "sending" and \
+                store.has_unenqueued(session, edition_id)
+        if unqueued:
+            self.refill.send_with_options(args=(edition_id,), delay=REFILL_EVERY_MS)
+        else:
+            editions.finish_if_done(self.rt, edition_id)
+
+    def _deliver(self, delivery_id: int) -> None:
+        try:
+            editions.deliver(self.rt, delivery_id, self.retry_later)
+        except Exception:
+            # Unexpected (database down, a bug): hand the row back so the retry can claim it.
+            with self.rt.session() as session, session.begin():
+                store.mark_delivery(session, delivery_id, DeliveryStatus.queued,
+                                    error="interrupted by an internal error; retried")
+            raise
+
+    # --- the sweep ------------------------------------------------------------------------
+
+    def sweep_once(self) -> dict[str, int] | None:
+        """Run one sweep if no other process on any host is running one; None if skipped."""
+        lock_ms = int(self.rt.settings.sweep_interval_s * 900)
+        if not self.rt.redis.set(SWEEP_LOCK, "1", nx=True, px=max(lock_ms, 1000)):
+            return None
+        return editions.sweep(self.rt, utcnow(), self.start_fan_out, self.enqueue_deliveries)
+
+
+class Sweeper(threading.Thread):
+    """Runs the sweep every ``sweep_interval_s`` in a worker process until stopped."""
+
+    def __init__(self, actors: Actors) -> None:
+        super().__init__(name="sweeper", daemon=True)
+        self.actors = actors
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        interval_s = self.actors.rt.settings.sweep_interval_s
+        while not self.stopped.wait(interval_s):
+            try:
+                result = self.actors.sweep_once()
+                if result and (result["requeued"] or result["fanouts"] or result["finished"]):
+                    log.info("sweep: %s", result)
+            except Exception:
+                log.exception("sweep failed; trying again in %ss", interval_s)
+
+    def stop(self) -> None:
+        """Stop after the current pass."""
+        self.stopped.set()

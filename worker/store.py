@@ -1,0 +1,753 @@
+"""Every query. Nothing else in the project writes SQL.
+
+Functions take a ``Session`` and leave committing to the caller, except where a docstring says
+the function is a transaction of its own. Hot paths (fan-out, claiming, recording) use Core
+statements rather than ORM objects.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, case, delete, func, insert, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session
+
+from worker.comparisons import ComparisonRecord
+from worker.models import (
+    OWED,
+    BounceEvent,
+    Comparison,
+    Delivery,
+    DeliveryStatus,
+    Edition,
+    EditionComparison,
+    EditionStatus,
+    InboundMessage,
+    Review,
+    Subscriber,
+    SubscriberStatus,
+    Suppression,
+    Tool,
+    utcnow,
+)
+from worker.planning import Candidate
+from worker.subscribers import SubscriberInput, email_key
+
+COUNTED = tuple(s.value for s in DeliveryStatus)
+
+
+def _insert_ignoring_conflicts(session: Session, table: Any, rows: list[dict[str, Any]]) -> None:
+    """Bulk insert, skipping rows that collide with a unique key (SQLite and PostgreSQL)."""
+    if not rows:
+        return
+    dialect = session.get_bind().dialect.name
+    module = postgresql if dialect == "postgresql" else sqlite
+    session.execute(module.insert(table).on_conflict_do_nothing(), rows)
+
+
+# --- comparisons ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ToolView:
+    name: str
+    version: str
+    category: str
+    tagline: str
+    summary: str
+    pricing: str
+    community_votes: int | None
+    ship_percent: int | None
+    reviews: tuple[ReviewView, ...]
+
+
+@dataclass(frozen=True)
+class ReviewView:
+    reviewer: str
+    verdict: str
+    quote: str
+
+
+@dataclass(frozen=True)
+class ComparisonView:
+    """A comparison with everything a mail shows about it."""
+
+    id: int
+    slug: str
+    title: str
+    category: str
+    url: str
+    published_at: datetime
+    tool_a: ToolView
+    tool_b: ToolView
+
+
+def _upsert_tool(session: Session, record: Any) -> int:
+    tool = session.exec(
+        select(Tool).where(Tool.name == record.name, Tool.version == record.version)
+    ).scalar_one_or_none()
+    if tool is None:
+        tool = Tool(name=record.name, version=record.version)
+    for field in ("category", "tagline", "summary", "pricing", "community_votes"):
+        setattr(tool, field, getattr(record, field))
+    session.add(tool)
+    session.flush()
+    assert tool.id is not None
+    return tool.id
+
+
+def upsert_comparison(session: Session, record: ComparisonRecord) -> bool:
+    """Create or update a comparison by slug, with its tools and reviews; True when created."""
+    ids = {tool.name: _upsert_tool(session, tool) for tool in record.tools}
+    comparison = session.exec(
+        select(Comparison).where(Comparison.slug == record.slug)
+    ).scalar_one_or_none()
+    created = comparison is None
+    if comparison is None:
+        comparison = Comparison(slug=record.slug, title="", category="", url="",
+                                published_at=record.published_at, tool_a_id=0, tool_b_id=0)
+    comparison.title = record.title
+    comparison.category = record.category
+    comparison.url = str(record.url)
+    comparison.published_at = record.published_at
+    comparison.tool_a_id = ids[record.tools[0].name]
+    comparison.tool_b_id = ids[record.tools[1].name]
+    comparison.updated_at = utcnow()
+    session.add(comparison)
+    session.flush()
+    session.execute(delete(Review).where(Review.comparison_id == comparison.id))
+    session.execute(
+        insert(Review),
+        [
+            {"comparison_id": comparison.id, "tool_id": ids[r.tool], "position": i,
+             "reviewer": r.reviewer, "verdict": r.verdict, "quote": r.quote}
+            for i, r in enumerate(record.reviews)
+        ],
+    ) if record.reviews else None
+    return created
+
+
+def list_candidates(session: Session, since: datetime, until: datetime) -> list[Candidate]:
+    """Comparisons published in [since, until), as planning candidates."""
+    rows = session.execute(
+        select(Comparison.id, Comparison.category, Comparison.published_at).where(
+            Comparison.published_at >= since, Comparison.published_at < until
+        )
+    ).all()
+    return [Candidate(id=r.id, category=r.category, published_at=r.published_at) for r in rows]
+
+
+def list_carried_ids(session: Session, except_edition_id: int | None = None) -> set[int]:
+    """Ids of comparisons some (other) edition already carries."""
+    query = select(EditionComparison.comparison_id)
+    if except_edition_id is not None:
+        query = query.where(EditionComparison.edition_id != except_edition_id)
+    return set(session.execute(query).scalars())
+
+
+def list_categories(session: Session) -> list[str]:
+    """Every category some comparison is in, sorted."""
+    return sorted(set(session.execute(select(Comparison.category).distinct()).scalars()))
+
+
+def get_comparison_views(session: Session, ids: Sequence[int]) -> list[ComparisonView]:
+    """Full views of the comparisons ``ids``, in that order."""
+    if not ids:
+        return []
+    comparisons = {
+        c.id: c for c in session.execute(select(Comparison).where(Comparison.id.in_(ids))).scalars()
+    }
+    tool_ids = {c.tool_a_id for c in comparisons.values()} | {
+        c.tool_b_id for c in comparisons.values()
+    }
+    tools = {t.id: t for t in session.execute(select(Tool).where(Tool.id.in_(tool_ids))).scalars()}
+    reviews: dict[tuple[int, int], list[Review]] = {}
+    for review in session.execute(
+        select(Review).where(Review.comparison_id.in_(ids)).order_by(Review.position)
+    ).scalars():
+        reviews.setdefault((review.comparison_id, review.tool_id), []).append(review)
+
+    def tool_view(comparison_id: int, tool_id: int) -> ToolView:
+        tool = tools[tool_id]
+        own = reviews.get((comparison_id, tool_id), [])
+        ships = sum(1 for r in own if r.verdict == "ship")
+        return ToolView(
+            name=tool.name, version=tool.version, category=tool.category,
+            tagline=tool.tagline, summary=tool.summary, pricing=tool.pricing,
+            community_votes=tool.community_votes,
+            ship_percent=round(100 * ships / len(own)) if own else None,
+            reviews=tuple(ReviewView(r.reviewer, r.verdict, r.quote) for r in own),
+        )
+
+    return [
+        ComparisonView(
+            id=c.id, slug=c.slug, title=c.title, category=c.category, url=c.url,
+            published_at=c.published_at,
+            tool_a=tool_view(c.id, c.tool_a_id), tool_b=tool_view(c.id, c.tool_b_id),
+        )
+        for c in (comparisons[i] for i in ids if i in comparisons)
+        if c.id is not None
+    ]
+
+
+# --- subscribers ---------------------------------------------------------------------------
+
+
+def new_token() -> str:
+    """A random, unguessable public handle for a subscriber (links never carry ids)."""
+    return secrets.token_urlsafe(18)
+
+
+def get_subscriber_by_email(session: Session, email: str) -> Subscriber | None:
+    """The subscriber with this address, compared case-insensitively."""
+    return session.exec(
+        select(Subscriber).where(Subscriber.email_key == email_key(email))
+    ).scalar_one_or_none()
+
+
+def get_subscriber_by_token(session: Session, token: str) -> Subscriber | None:
+    """The subscriber a link's token names."""
+    return session.exec(select(Subscriber).where(Subscriber.token == token)).scalar_one_or_none()
+
+
+def suppression_hash(secret_key: str, email: str) -> str:
+    """Keyed hash of an address, kept after erasure so it is never mailed again."""
+    return hmac.new(secret_key.encode(), email_key(email).encode(), hashlib.sha256).hexdigest()
+
+
+def is_suppressed(session: Session, secret_key: str, email: str) -> bool:
+    """True when an erased address had bounced or complained."""
+    digest = suppression_hash(secret_key, email)
+    return session.execute(
+        select(Suppression.id).where(Suppression.email_hash == digest)
+    ).first() is not None
+
+
+@dataclass
+class MergeCounts:
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+
+
+def merge_subscribers(
+    session: Session, batch: Sequence[SubscriberInput], confirmed: bool, source: str
+) -> MergeCounts:
+    """Add new subscribers and update known ones (by case-insensitive address) in one batch.
+
+    Known subscribers keep their status unless the row carries one; bounced and complained
+    addresses are never reactivated by an import.
+    """
+    counts = MergeCounts()
+    by_key: dict[str, SubscriberInput] = {}
+    for item in batch:
+        by_key[item.key] = item  # a later row for the same address wins
+    existing = {
+        s.email_key: s
+        for s in session.execute(
+            select(Subscriber).where(Subscriber.email_key.in_(list(by_key)))
+        ).scalars()
+    }
+    now = utcnow()
+    new_rows = []
+    for key, item in by_key.items():
+        status = item.status or (
+            SubscriberStatus.active.value if confirmed else SubscriberStatus.pending.value
+        )
+        known = existing.get(key)
+        if known is None:
+            new_rows.append({
+                "email": item.email, "email_key": key, "token": new_token(), "name": item.name,
+                "status": status, "categories": ";".join(item.categories),
+                "cadence": item.cadence, "consent_at": now, "consent_source": source,
+                "created_at": now, "status_changed_at": now,
+                "confirmed_at": now if status == SubscriberStatus.active.value else None,
+            })
+            continue
+        changed = False
+        for field, value in (("name", item.name), ("categories", ";".join(item.categories)),
+                             ("cadence", item.cadence)):
+            if value != getattr(known, field) and (value or field != "name"):
+                setattr(known, field, value)
+                changed = True
+        sticky = known.status in (SubscriberStatus.bounced.value, SubscriberStatus.complained.value)
+        wanted = item.status or (SubscriberStatus.active.value if confirmed else None)
+        if wanted and wanted != known.status and not sticky:
+            known.status = wanted
+            known.status_changed_at = now
+            if wanted == SubscriberStatus.active.value and known.confirmed_at is None:
+                known.confirmed_at = now
+            changed = True
+        if changed:
+            session.add(known)
+            counts.updated += 1
+        else:
+            counts.unchanged += 1
+    if new_rows:
+        session.execute(insert(Subscriber), new_rows)
+        counts.added = len(new_rows)
+    return counts
+
+
+def iter_subscribers(session: Session, page_size: int = 1000) -> Iterator[Subscriber]:
+    """Every subscriber by id, fetched in keyset pages."""
+    after = 0
+    while True:
+        page = list(session.execute(
+            select(Subscriber).where(Subscriber.id > after).order_by(Subscriber.id).limit(page_size)
+        ).scalars())
+        if not page:
+            return
+        yield from page
+        after = page[-1].id or after
+
+
+def list_subscribers_page(
+    session: Session, after_id: int, limit: int, status: str | None = None
+) -> list[Subscriber]:
+    """One keyset page of subscribers with ids above ``after_id``."""
+    query = select(Subscriber).where(Subscriber.id > after_id)
+    if status:
+        query = query.where(Subscriber.status == status)
+    return list(session.execute(query.order_by(Subscriber.id).limit(limit)).scalars())
+
+
+def count_subscribers(session: Session) -> dict[str, int]:
+    """Number of subscribers by status."""
+    rows = session.execute(select(Subscriber.status, func.count()).group_by(Subscriber.status))
+    return {status: n for status, n in rows}
+
+
+def list_active_page(
+    session: Session, after_id: int, limit: int
+) -> list[tuple[int, str, str]]:
+    """(id, categories, cadence) of active subscribers with ids above ``after_id``, by id."""
+    rows = session.execute(
+        select(Subscriber.id, Subscriber.categories, Subscriber.cadence)
+        .where(Subscriber.id > after_id, Subscriber.status == SubscriberStatus.active.value)
+        .order_by(Subscriber.id)
+        .limit(limit)
+    ).all()
+    return [(r.id, r.categories, r.cadence) for r in rows]
+
+
+def mark_subscriber_status(
+    session: Session, subscriber_id: int, status: SubscriberStatus, only_from: Iterable[str] = ()
+) -> bool:
+    """Set a subscriber's status (only from the given statuses, when given); True if changed."""
+    query = update(Subscriber).where(Subscriber.id == subscriber_id, Subscriber.status != status.value)
+    allowed = tuple(only_from)
+    if allowed:
+        query = query.where(Subscriber.status.in_(allowed))
+    result = session.execute(query.values(status=status.value, status_changed_at=utcnow()))
+    return bool(result.rowcount)
+
+
+# --- editions --------------------------------------------------------------------------------
+
+
+def get_edition(session: Session, week: str) -> Edition | None:
+    """The edition of an ISO week, if any."""
+    return session.exec(select(Edition).where(Edition.week == week)).scalar_one_or_none()
+
+
+def get_edition_by_id(session: Session, edition_id: int) -> Edition | None:
+    """The edition with this id."""
+    return session.get(Edition, edition_id)
+
+
+def list_editions(session: Session, statuses: Iterable[str] = ()) -> list[Edition]:
+    """Editions, newest week first, optionally only some statuses."""
+    query = select(Edition).order_by(Edition.week.desc())
+    wanted = tuple(statuses)
+    if wanted:
+        query = query.where(Edition.status.in_(wanted))
+    return list(session.execute(query).scalars())
+
+
+def create_edition(
+    engine: Engine, week: str, comparison_ids: Sequence[int], subject: str, html: str
+) -> tuple[Edition, bool]:
+    """Create the edition of ``week`` in its own transaction, or return the existing one.
+
+    Two schedulers racing both end up with the same row: the unique week decides.
+    """
+    try:
+        with Session(engine) as session, session.begin():
+            edition = Edition(week=week, subject=subject, html=html,
+                              status=EditionStatus.draft.value)
+            session.add(edition)
+            session.flush()
+            session.execute(insert(EditionComparison), [
+                {"edition_id": edition.id, "comparison_id": cid, "position": i}
+                for i, cid in enumerate(comparison_ids)
+            ])
+            session.expunge(edition)
+            return edition, True
+    except IntegrityError:
+        with Session(engine) as session:
+            existing = get_edition(session, week)
+            if existing is None:
+                raise
+            session.expunge(existing)
+            return existing, False
+
+
+def list_edition_comparison_ids(session: Session, edition_id: int) -> list[int]:
+    """Ids of the comparisons an edition carries, in order."""
+    return list(session.execute(
+        select(EditionComparison.comparison_id)
+        .where(EditionComparison.edition_id == edition_id)
+        .order_by(EditionComparison.position)
+    ).scalars())
+
+
+def mark_edition_status(
+    session: Session, edition_id: int, status: EditionStatus, only_from: Iterable[str]
+) -> bool:
+    """Move an edition to ``status`` if it is in one of ``only_from``; True if it moved."""
+    values: dict[str, Any] = {"status": status.value}
+    if status is EditionStatus.sending:
+        values["started_at"] = func.coalesce(Edition.started_at, utcnow())
+    if status in (EditionStatus.sent, EditionStatus.cancelled):
+        values["finished_at"] = utcnow()
+    result = session.execute(
+        update(Edition)
+        .where(Edition.id == edition_id, Edition.status.in_(tuple(only_from)))
+        .values(**values)
+    )
+    return bool(result.rowcount)
+
+
+def mark_fanout_progress(session: Session, edition_id: int, cursor: int) -> None:
+    """Remember how far fan-out got, so that a restarted fan-out resumes there."""
+    session.execute(
+        update(Edition).where(Edition.id == edition_id)
+        .values(fanout_cursor=cursor, fanout_at=utcnow())
+    )
+
+
+def mark_fanout_done(session: Session, edition_id: int) -> int:
+    """Record that every active subscriber has a delivery row; returns the total."""
+    total = session.execute(
+        select(func.count()).select_from(Delivery).where(Delivery.edition_id == edition_id)
+    ).scalar_one()
+    session.execute(
+        update(Edition).where(Edition.id == edition_id)
+        .values(fanout_done=True, total=total, fanout_at=utcnow())
+    )
+    return int(total)
+
+
+def count_deliveries(session: Session, edition_id: int) -> dict[str, int]:
+    """Deliveries of an edition by status, every status present (zero when none)."""
+    counts = dict.fromkeys(COUNTED, 0)
+    rows = session.execute(
+        select(Delivery.status, func.count())
+        .where(Delivery.edition_id == edition_id)
+        .group_by(Delivery.status)
+    )
+    for status, n in rows:
+        counts[status] = int(n)
+    return counts
+
+
+def has_owed(session: Session, edition_id: int) -> bool:
+    """True while some delivery of the edition is still queued or sending."""
+    return session.execute(
+        select(Delivery.id).where(Delivery.edition_id == edition_id, Delivery.status.in_(OWED))
+        .limit(1)
+    ).first() is not None
+
+
+def finish_edition_if_done(session: Session, edition_id: int) -> bool:
+    """Mark a sending edition sent once fan-out is done and nothing is owed; True if marked."""
+    edition = session.get(Edition, edition_id)
+    if edition is None or edition.status != EditionStatus.sending.value or not edition.fanout_done:
+        return False
+    if has_owed(session, edition_id):
+        return False
+    return mark_edition_status(session, edition_id, EditionStatus.sent,
+                               (EditionStatus.sending.value,))
+
+
+# --- deliveries --------------------------------------------------------------------------------
+
+
+def insert_deliveries(session: Session, rows: list[dict[str, Any]]) -> None:
+    """Insert delivery rows; one that exists for the (edition, subscriber) is left alone."""
+    _insert_ignoring_conflicts(session, Delivery, rows)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A delivery this worker now owns, with what sending it needs."""
+
+    delivery_id: int
+    edition_id: int
+    attempts: int
+    subscriber_id: int
+    email: str
+    name: str
+    token: str
+    categories: str
+    subscriber_status: str
+    week: str
+    edition_status: str
+
+
+def claim_delivery(
+    session: Session, delivery_id: int, now: datetime, stuck_before: datetime
+) -> Claim | None:
+    """Atomically take a delivery that is queued (or left sending by a dead worker).
+
+    One conditional UPDATE decides: of two workers, or a job and its retry, only one gets a
+    row back. Returns None when the delivery is not (or no longer) owed.
+    """
+    claimed = session.execute(
+        update(Delivery)
+        .where(
+            Delivery.id == delivery_id,
+            or_(
+                Delivery.status == DeliveryStatus.queued.value,
+                and_(Delivery.status == DeliveryStatus.sending.value,
+                     Delivery.claimed_at < stuck_before),
+            ),
+        )
+        .values(status=DeliveryStatus.sending.value, claimed_at=now,
+                attempts=Delivery.attempts + 1)
+        .returning(Delivery.edition_id, Delivery.subscriber_id, Delivery.attempts)
+    ).first()
+    if claimed is None:
+        return None
+    row = session.execute(
+        select(Subscriber.email, Subscriber.name, Subscriber.token, Subscriber.categories,
+               Subscriber.status, Edition.week, Edition.status.label("edition_status"))
+        .select_from(Subscriber)
+        .join(Edition, Edition.id == claimed.edition_id)
+        .where(Subscriber.id == claimed.subscriber_id)
+    ).one()
+    return Claim(
+        delivery_id=delivery_id, edition_id=claimed.edition_id, attempts=claimed.attempts,
+        subscriber_id=claimed.subscriber_id, email=row.email, name=row.name, token=row.token,
+        categories=row.categories, subscriber_status=row.status, week=row.week,
+        edition_status=row.edition_status,
+    )
+
+
+def mark_delivery(
+    session: Session,
+    delivery_id: int,
+    status: DeliveryStatus,
+    *,
+    error: str | None = None,
+    message_id: str | None = None,
+    only_from: Iterable[str] = (DeliveryStatus.sending.value,),
+) -> bool:
+    """Record the outcome of a delivery this worker holds; True if the row was changed."""
+    values: dict[str, Any] = {"status": status.value}
+    if error is not None:
+        values["last_error"] = error[:1000]
+    if message_id is not None:
+        values["message_id"] = message_id
+    if status is DeliveryStatus.sent:
+        values["sent_at"] = utcnow()
+        values["last_error"] = None
+    if status is DeliveryStatus.queued:
+        # Back in the queue: the job that will carry it is enqueued by the caller.
+        values["enqueued_at"] = utcnow()
+        values["claimed_at"] = None
+    result = session.execute(
+        update(Delivery)
+        .where(Delivery.id == delivery_id, Delivery.status.in_(tuple(only_from)))
+        .values(**values)
+    )
+    return bool(result.rowcount)
+
+
+def release_delivery(session: Session, delivery_id: int) -> None:
+    """Hand a claimed delivery back untouched (its edition was paused): no job carries it now."""
+    session.execute(
+        update(Delivery)
+        .where(Delivery.id == delivery_id, Delivery.status == DeliveryStatus.sending.value)
+        .values(status=DeliveryStatus.queued.value, claimed_at=None, enqueued_at=None,
+                attempts=Delivery.attempts - 1)
+    )
+
+
+def take_to_enqueue(
+    session: Session, edition_id: int, limit: int, stale_before: datetime
+) -> list[int]:
+    """Ids of queued deliveries that no job carries (never enqueued, or enqueued before
+    ``stale_before``), stamped as enqueued now; at most ``limit``."""
+    if limit <= 0:
+        return []
+    ids = list(session.execute(
+        select(Delivery.id)
+        .where(
+            Delivery.edition_id == edition_id,
+            Delivery.status == DeliveryStatus.queued.value,
+            or_(Delivery.enqueued_at.is_(None), Delivery.enqueued_at < stale_before),
+        )
+        .order_by(Delivery.id)
+        .limit(limit)
+    ).scalars())
+    if ids:
+        session.execute(
+            update(Delivery).where(Delivery.id.in_(ids)).values(enqueued_at=utcnow())
+        )
+    return ids
+
+
+def has_unenqueued(session: Session, edition_id: int) -> bool:
+    """True while some queued delivery of the edition has never been given a job."""
+    return session.execute(
+        select(Delivery.id).where(
+            Delivery.edition_id == edition_id,
+            Delivery.status == DeliveryStatus.queued.value,
+            Delivery.enqueued_at.is_(None),
+        ).limit(1)
+    ).first() is not None
+
+
+def count_in_flight(session: Session, edition_id: int, fresh_after: datetime) -> int:
+    """Queued deliveries believed to be carried by a job enqueued after ``fresh_after``."""
+    return int(session.execute(
+        select(func.count()).select_from(Delivery).where(
+            Delivery.edition_id == edition_id,
+            Delivery.status == DeliveryStatus.queued.value,
+            Delivery.enqueued_at >= fresh_after,
+        )
+    ).scalar_one())
+
+
+def release_stuck(session: Session, edition_id: int, stuck_before: datetime) -> int:
+    """Put deliveries left ``sending`` by a dead worker back to queued; returns how many."""
+    result = session.execute(
+        update(Delivery)
+        .where(Delivery.edition_id == edition_id,
+               Delivery.status == DeliveryStatus.sending.value,
+               Delivery.claimed_at < stuck_before)
+        .values(status=DeliveryStatus.queued.value, claimed_at=None, enqueued_at=None)
+    )
+    return int(result.rowcount or 0)
+
+
+def requeue_failed(session: Session, edition_id: int) -> int:
+    """Give failed deliveries a fresh set of attempts; returns how many."""
+    result = session.execute(
+        update(Delivery)
+        .where(Delivery.edition_id == edition_id, Delivery.status == DeliveryStatus.failed.value)
+        .values(status=DeliveryStatus.queued.value, attempts=0, enqueued_at=None)
+    )
+    return int(result.rowcount or 0)
+
+
+def skip_owed(session: Session, edition_id: int, reason: str) -> int:
+    """Mark every queued delivery of an edition skipped (a cancelled edition)."""
+    result = session.execute(
+        update(Delivery)
+        .where(Delivery.edition_id == edition_id, Delivery.status == DeliveryStatus.queued.value)
+        .values(status=DeliveryStatus.skipped.value, last_error=reason)
+    )
+    return int(result.rowcount or 0)
+
+
+def get_delivery(session: Session, delivery_id: int) -> Delivery | None:
+    """The delivery with this id."""
+    return session.get(Delivery, delivery_id)
+
+
+def get_delivery_by_message_id(session: Session, message_id: str) -> Delivery | None:
+    """The delivery whose mail carried this Message-ID."""
+    return session.execute(
+        select(Delivery).where(Delivery.message_id == message_id).limit(1)
+    ).scalar_one_or_none()
+
+
+# --- bounces -------------------------------------------------------------------------------
+
+
+def create_bounce_event(session: Session, **fields: Any) -> bool:
+    """Record a bounce event; False when its provider event id was seen before."""
+    event_id = fields.get("provider_event_id")
+    if event_id is not None:
+        seen = session.execute(
+            select(BounceEvent.id).where(BounceEvent.provider_event_id == event_id)
+        ).first()
+        if seen is not None:
+            return False
+    session.add(BounceEvent(**fields))
+    session.flush()
+    return True
+
+
+def count_soft_bounce_days(session: Session, subscriber_id: int, since: datetime) -> int:
+    """Distinct days with a soft bounce for a subscriber since ``since`` and since their
+    last successful delivery: one sent that no bounce came back for (a success resets it)."""
+    bounced = select(BounceEvent.id).where(BounceEvent.delivery_id == Delivery.id).exists()
+    last_sent = session.execute(
+        select(func.max(Delivery.sent_at)).where(
+            Delivery.subscriber_id == subscriber_id, Delivery.status == DeliveryStatus.sent.value,
+            ~bounced,
+        )
+    ).scalar_one_or_none()
+    start = max(since, last_sent) if last_sent else since
+    received = session.execute(
+        select(BounceEvent.received_at).where(
+            BounceEvent.subscriber_id == subscriber_id, BounceEvent.kind == "soft",
+            BounceEvent.received_at >= start,
+        )
+    ).scalars()
+    return len({moment.date() for moment in received})
+
+
+def list_bounce_events(
+    session: Session, edition_id: int | None = None, kind: str | None = None, limit: int = 1000
+) -> list[BounceEvent]:
+    """Bounce events, newest first, optionally of one edition or kind."""
+    query = select(BounceEvent).order_by(BounceEvent.received_at.desc(), BounceEvent.id.desc())
+    if edition_id is not None:
+        query = query.where(BounceEvent.edition_id == edition_id)
+    if kind:
+        query = query.where(BounceEvent.kind == kind)
+    return list(session.execute(query.limit(limit)).scalars())
+
+
+def count_bounce_kinds(session: Session, edition_id: int) -> dict[str, int]:
+    """Bounce events of an edition by kind."""
+    rows = session.execute(
+        select(BounceEvent.kind, func.count())
+        .where(BounceEvent.edition_id == edition_id)
+        .group_by(BounceEvent.kind)
+    )
+    return {kind: int(n) for kind, n in rows}
+
+
+def remember_inbound(session: Session, key: str, outcome: str, reason: str,
+                     raw: bytes | None) -> bool:
+    """Remember that an inbound (bounce) message was handled; False if it was already."""
+    if session.execute(select(InboundMessage.id).where(InboundMessage.key == key)).first():
+        return False
+    session.add(InboundMessage(key=key, outcome=outcome, reason=reason[:1000], raw=raw))
+    session.flush()
+    return True
+
+
+def stuck_before(now: datetime, stuck_after_s: float) -> datetime:
+    """The claim time before which a ``sending`` delivery is taken to be abandoned."""
+    return now - timedelta(seconds=stuck_after_s)
+
+
+__all__ = [name for name in dir() if name.startswith(("get_", "list_", "create_", "mark_"))] + [
+    "case",
+]

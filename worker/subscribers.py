@@ -1,0 +1,120 @@
+"""Subscriber input: addresses, names, categories and the CSV format, pure.
+
+CSV columns: ``email,name,categories`` (categories ``;``-separated). The export's columns
+(``email,name,status,categories,cadence``, …) are accepted too, so export → import round-trips.
+"""
+
+from __future__ import annotations
+
+import csv
+import unicodedata
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from email_validator import EmailNotValidError, validate_email
+
+from worker.errors import InputError
+from worker.models import Cadence, SubscriberStatus
+
+NAME_MAX = 200
+EXPORT_COLUMNS = ("email", "name", "status", "categories", "cadence", "created_at", "confirmed_at")
+IMPORTABLE_STATUSES = {s.value for s in SubscriberStatus}
+
+
+@dataclass(frozen=True)
+class SubscriberInput:
+    """A validated subscriber to add or merge."""
+
+    email: str
+    name: str = ""
+    categories: tuple[str, ...] = ()
+    cadence: str = Cadence.weekly.value
+    status: str | None = None
+
+    @property
+    def key(self) -> str:
+        """The case-insensitive identity of the address."""
+        return email_key(self.email)
+
+
+def email_key(email: str) -> str:
+    """The unique key of an address: addresses are equal case-insensitively."""
+    return email.strip().casefold()
+
+
+def clean_email(raw: str, check_deliverability: bool = False) -> str:
+    """Validate and normalise an address; CR/LF and other control characters are refused."""
+    if any(unicodedata.category(ch) == "Cc" for ch in raw):
+        raise InputError("email: control characters (such as line breaks) are not allowed")
+    text = raw.strip()
+    if not text:
+        raise InputError("email: an address is required")
+    if len(text) > 254:
+        raise InputError("email: the address is too long (254 characters at most)")
+    try:
+        result = validate_email(text, check_deliverability=check_deliverability)
+    except EmailNotValidError as exc:
+        raise InputError(f"email: {exc}") from None
+    return result.normalized
+
+
+def clean_name(raw: str | None) -> str:
+    """Validate a display name: no control characters, bounded length."""
+    if raw is None:
+        return ""
+    if any(unicodedata.category(ch) in ("Cc", "Cf") for ch in raw):
+        raise InputError("name: control characters (such as line breaks) are not allowed")
+    text = " ".join(raw.split())
+    if len(text) > NAME_MAX:
+        raise InputError(f"name: too long ({len(text)} characters, {NAME_MAX} at most)")
+    return text
+
+
+def clean_categories(values: Iterable[str]) -> tuple[str, ...]:
+    """Strip, de-duplicate (case-insensitively) and bound a list of category names."""
+    seen: dict[str, str] = {}
+    for value in values:
+        if any(unicodedata.category(ch) == "Cc" for ch in value):
+            raise InputError("categories: control characters are not allowed")
+        text = value.strip()
+        if len(text) > 100:
+            raise InputError("categories: a category name is too long (100 characters at most)")
+        if text:
+            seen.setdefault(text.casefold(), text)
+    return tuple(seen.values())
+
+
+def clean_cadence(raw: str | None) -> str:
+    """Validate a cadence (``weekly`` or ``instant``)."""
+    value = (raw or Cadence.weekly.value).strip().lower()
+    if value not in {c.value for c in Cadence}:
+        raise InputError(f"cadence: must be weekly or instant, got {raw!r}")
+    return value
+
+
+def read_csv(lines: Iterable[str], check_deliverability: bool = False) -> Iterator[
+    tuple[int, SubscriberInput | InputError]
+]:
+    """Yield (line number, subscriber or error) for each data row of a subscriber CSV."""
+    reader = csv.DictReader(lines)
+    fields = [f.strip().lower() for f in (reader.fieldnames or [])]
+    if "email" not in fields:
+        raise InputError("line 1: the header must have an 'email' column (email,name,categories)")
+    reader.fieldnames = fields
+    for row in reader:
+        line = reader.line_num
+        try:
+            if None in row:
+                raise InputError("more fields than the header has")
+            status = (row.get("status") or "").strip().lower() or None
+            if status is not None and status not in IMPORTABLE_STATUSES:
+                raise InputError(f"status: unknown status {status!r}")
+            yield line, SubscriberInput(
+                email=clean_email(row.get("email") or "", check_deliverability),
+                name=clean_name(row.get("name")),
+                categories=clean_categories((row.get("categories") or "").split(";")),
+                cadence=clean_cadence(row.get("cadence")),
+                status=status,
+            )
+        except InputError as exc:
+            yield line, exc

@@ -1,0 +1,92 @@
+"""Running processes: a worker (dramatiq threads + the sweep), and `up` (everything at once)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import dramatiq
+
+from worker.actors import Actors, Sweeper
+from worker.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+
+@contextmanager
+def running_worker(rt: Runtime, threads: int | None = None, sweep: bool = True
+                   ) -> Iterator[tuple[Actors, dramatiq.Worker]]:
+    """A dramatiq worker (and the periodic sweep) running in this process for the block."""
+    actors = Actors(rt)
+    worker = dramatiq.Worker(rt.broker, worker_threads=threads or rt.settings.worker_threads,
+                             worker_timeout=200)
+    worker.start()
+    sweeper = Sweeper(actors)
+    if sweep:
+        sweeper.start()
+    try:
+        yield actors, worker
+    finally:
+        sweeper.stop()
+        worker.stop(timeout=30_000)
+        rt.broker.close()
+
+
+def wait_for_signal() -> None:
+    """Block until SIGINT or SIGTERM."""
+    stop = threading.Event()
+
+    def handler(signum: int, _frame: object) -> None:
+        log.info("received %s, stopping", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+    while not stop.wait(1.0):
+        pass
+
+
+def run_worker(rt: Runtime, threads: int | None = None) -> None:
+    """Consume jobs until SIGINT/SIGTERM, then finish the messages in hand and exit."""
+    with running_worker(rt, threads):
+        log.info("worker running with %s threads (pid %s)",
+                 threads or rt.settings.worker_threads, os.getpid())
+        wait_for_signal()
+
+
+def spawn(args: list[str]) -> subprocess.Popen[bytes]:
+    """Start ``newsletter <args>`` as a child process with our environment."""
+    return subprocess.Popen([sys.executable, "-m", "worker.cli", *args])
+
+
+def supervise(children: dict[str, subprocess.Popen[bytes]]) -> int:
+    """Wait for Ctrl-C (or a child dying), then stop every child; returns an exit code."""
+    stop = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    code = 0
+    while not stop.wait(0.5):
+        dead = [name for name, proc in children.items() if proc.poll() is not None]
+        if dead:
+            log.error("%s exited (code %s); stopping the rest", dead[0],
+                      children[dead[0]].returncode)
+            code = 1
+            break
+    for proc in children.values():
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + 40
+    for proc in children.values():
+        try:
+            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return code

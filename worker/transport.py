@@ -1,0 +1,247 @@
+"""The only SMTP code: send bytes to a server (or to the outbox folder), map replies to errors.
+
+4xx replies, timeouts and dropped connections → TemporaryFailure; 421 → ConnectionThrottled
+(the connection is closed and this transport waits before opening another); 5xx at RCPT →
+RecipientRefused; any other 5xx → PermanentFailure.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import smtplib
+import socket
+import ssl
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from worker.errors import (
+    ConfigError,
+    ConnectionThrottled,
+    PermanentFailure,
+    RecipientRefused,
+    TemporaryFailure,
+)
+
+THROTTLE_PAUSE_S = 30.0
+TIMEOUT_S = 30.0
+
+
+class Transport(Protocol):
+    """Something that takes a finished message and delivers it."""
+
+    def send(self, envelope_from: str, recipient: str, data: bytes) -> str:
+        """Deliver ``data``; return the server's reply (or where it was written)."""
+        ...
+
+    def close(self) -> None:
+        """Release connections."""
+        ...
+
+
+@dataclass(frozen=True)
+class SmtpTarget:
+    """Where and how to connect, parsed from ``NEWSLETTER_SMTP_URL``."""
+
+    host: str
+    port: int
+    tls: bool
+    starttls: bool
+    username: str | None
+    password: str | None
+
+    @classmethod
+    def from_url(cls, url: str) -> SmtpTarget:
+        """Parse ``smtp://[user:pass@]host:port[?starttls=true]`` or ``smtps://…``."""
+        parts = urlsplit(url)
+        if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
+            raise ConfigError("NEWSLETTER_SMTP_URL", "must look like smtp://host:port")
+        query = parse_qs(parts.query)
+        starttls = query.get("starttls", ["false"])[0].lower() in ("1", "true", "yes")
+        tls = parts.scheme == "smtps"
+        return cls(
+            host=parts.hostname,
+            port=parts.port or (465 if tls else 25),
+            tls=tls,
+            starttls=starttls and not tls,
+            username=unquote(parts.username) if parts.username else None,
+            password=unquote(parts.password) if parts.password else None,
+        )
+
+
+def _reply(resp: bytes | str) -> str:
+    text = resp.decode("utf-8", "replace") if isinstance(resp, bytes) else str(resp)
+    return " ".join(text.split())
+
+
+def _raise_for(code: int, resp: bytes | str, recipient: str, at_rcpt: bool) -> None:
+    text = _reply(resp)
+    if code == 421:
+        raise ConnectionThrottled(recipient, code, text)
+    if 400 <= code < 500:
+        raise TemporaryFailure(recipient, code, text)
+    if at_rcpt:
+        raise RecipientRefused(recipient, code, text)
+    raise PermanentFailure(recipient, code, text)
+
+
+class SmtpTransport:
+    """SMTP with one connection per worker thread, reused from message to message."""
+
+    def __init__(self, target: SmtpTarget, timeout_s: float = TIMEOUT_S) -> None:
+        self.target = target
+        self.timeout_s = timeout_s
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._paused_until = 0.0
+        self._all: list[smtplib.SMTP] = []
+
+    def _open(self) -> smtplib.SMTP:
+        t = self.target
+        context = ssl.create_default_context()
+        conn: smtplib.SMTP
+        if t.tls:
+            conn = smtplib.SMTP_SSL(t.host, t.port, timeout=self.timeout_s, context=context)
+        else:
+            conn = smtplib.SMTP(t.host, t.port, timeout=self.timeout_s)
+        conn.ehlo_or_helo_if_needed()
+        if t.starttls:
+            conn.starttls(context=context)
+            conn.ehlo()
+        if t.username:
+            conn.login(t.username, t.password or "")
+        with self._lock:
+            self._all.append(conn)
+        return conn
+
+    def _connection(self, recipient: str) -> smtplib.SMTP:
+        conn: smtplib.SMTP | None = getattr(self._local, "conn", None)
+        if conn is not None:
+            return conn
+        wait_s = self._paused_until - time.monotonic()
+        if wait_s > 0:
+            time.sleep(wait_s)
+        try:
+            conn = self._open()
+        except smtplib.SMTPResponseException as exc:
+            _raise_for(exc.smtp_code, exc.smtp_error, recipient, at_rcpt=False)
+            raise  # pragma: no cover - _raise_for always raises
+        except (OSError, smtplib.SMTPException) as exc:
+            raise TemporaryFailure(recipient, None, f"cannot connect to {self.target.host}:"
+                                                    f"{self.target.port}: {exc}") from exc
+        self._local.conn = conn
+        return conn
+
+    def _drop(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        self._local.conn = None
+        if conn is not None:
+            try:
+                conn.close()
+            except OSError:
+                pass
+            with self._lock:
+                if conn in self._all:
+                    self._all.remove(conn)
+
+    def send(self, envelope_from: str, recipient: str, data: bytes) -> str:
+        """Send one message over this thread's connection, reconnecting once if it went stale."""
+        for attempt in (1, 2):
+            fresh = getattr(self._local, "conn", None) is None
+            conn = self._connection(recipient)
+            try:
+                return self._transaction(conn, envelope_from, recipient, data)
+            except smtplib.SMTPServerDisconnected as exc:
+                self._drop()
+                if fresh or attempt == 2:
+                    raise TemporaryFailure(recipient, None, f"connection lost: {exc}") from exc
+            except ConnectionThrottled:
+                self._drop()
+                self._paused_until = time.monotonic() + THROTTLE_PAUSE_S
+                raise
+            except (OSError, smtplib.SMTPException) as exc:
+                self._drop()
+                raise TemporaryFailure(recipient, None, f"SMTP error: {exc}") from exc
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _transaction(self, conn: smtplib.SMTP, envelope_from: str, recipient: str,
+                     data: bytes) -> str:
+        options = ["SMTPUTF8"] if not recipient.isascii() and conn.has_extn("smtputf8") else []
+        code, resp = conn.mail(envelope_from, options)
+        if code != 250:
+            self._reset(conn)
+            _raise_for(code, resp, recipient, at_rcpt=False)
+        code, resp = conn.rcpt(recipient)
+        if code not in (250, 251):
+            self._reset(conn)
+            _raise_for(code, resp, recipient, at_rcpt=True)
+        try:
+            code, resp = conn.data(data)
+        except smtplib.SMTPDataError as exc:
+            self._reset(conn)
+            _raise_for(exc.smtp_code, exc.smtp_error, recipient, at_rcpt=False)
+        return _reply(resp)
+
+    @staticmethod
+    def _reset(conn: smtplib.SMTP) -> None:
+        try:
+            conn.rset()
+        except (OSError, smtplib.SMTPException):
+            pass
+
+    def close(self) -> None:
+        """Quit every connection this transport opened."""
+        with self._lock:
+            conns, self._all = self._all, []
+        for conn in conns:
+            try:
+                conn.quit()
+            except (OSError, smtplib.SMTPException):
+                conn.close()
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+class OutboxTransport:
+    """Writes each message as an ``.eml`` file: the default when no SMTP server is set.
+
+    The file is named after the Message-ID, so sending the same delivery twice leaves one file.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+
+    def send(self, envelope_from: str, recipient: str, data: bytes) -> str:
+        """Write the message, with the Return-Path an MTA would add, to the outbox folder."""
+        match = re.search(rb"^Message-ID: <([^>]*)>", data, re.MULTILINE | re.IGNORECASE)
+        stem = match.group(1).decode() if match else f"{time.time_ns()}.{recipient}"
+        path = self.folder / (_UNSAFE.sub("_", stem) + ".eml")
+        temp = path.with_suffix(f".tmp{threading.get_ident()}")
+        temp.write_bytes(f"Return-Path: <{envelope_from}>\r\n".encode() + data)
+        os.replace(temp, path)
+        return f"written to {path.name}"
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+def make_transport(smtp_url: str | None, outbox: Path) -> Transport:
+    """SMTP when a URL is set, else the outbox folder."""
+    if smtp_url:
+        return SmtpTransport(SmtpTarget.from_url(smtp_url))
+    return OutboxTransport(outbox)
+
+
+def check_reachable(smtp_url: str, timeout_s: float = 5.0) -> None:
+    """Raise TemporaryFailure when the SMTP server does not answer (used by health checks)."""
+    target = SmtpTarget.from_url(smtp_url)
+    try:
+        socket.create_connection((target.host, target.port), timeout=timeout_s).close()
+    except OSError as exc:
+        raise TemporaryFailure("-", None, f"{target.host}:{target.port}: {exc}") from exc
