@@ -1,0 +1,153 @@
+"""Postmark bounce and spam-complaint webhooks, authenticated by HTTP basic auth.
+
+Postmark does not sign its webhooks; the URL carries credentials only we and Postmark know
+(``https://user:password@host/webhooks/postmark``) and we compare them in constant time.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import json
+import re
+from datetime import datetime
+from typing import Any
+
+from worker.bounces import Classification, Kind, ProviderEvent
+from worker.errors import WebhookAuthError, WebhookPayloadError
+
+try:
+    from worker.bounces.classify import classify
+except ModuleNotFoundError as err:  # the text classifier is optional: our tables give kind/reason
+    if err.name != "worker.bounces.classify":
+        raise
+    classify = None  # type: ignore[assignment]
+
+PROVIDER = "postmark"
+
+# Bounce ``Type`` -> (kind, reason, refine). refine lets the text classifier name a precise
+# reason where Postmark's type is a catch-all.
+BOUNCE_TYPES: dict[str, tuple[Kind, str, bool]] = {
+    "HardBounce": ("hard", "unknown", True),
+    "BadEmailAddress": ("hard", "invalid_address", False),
+    "SoftBounce": ("soft", "unknown", True),
+    "Transient": ("soft", "unknown", True),
+    "DnsError": ("soft", "network", True),
+    "Unknown": ("soft", "unknown", True),
+    "SpamComplaint": ("complaint", "complaint", False),
+    # A receiving filter judged our message, not the reader's address.
+    "SpamNotification": ("sender", "spam", False),
+    "VirusNotification": ("sender", "filtered", False),
+    "Blocked": ("sender", "blocked", True),
+    "DMARCPolicy": ("sender", "auth_failure", False),
+    "Unconfirmed": ("sender", "unconfirmed_sender", False),
+    "SMTPApiError": ("sender", "smtp_api_error", False),
+    "TemplateRenderingFailed": ("sender", "template_error", False),
+    "AutoResponder": ("ignored", "auto_reply", False),
+    "AddressChange": ("ignored", "address_change", False),
+    "ChallengeVerification": ("ignored", "challenge", False),
+    "OpenRelayTest": ("ignored", "open_relay_test", False),
+    "Unsubscribe": ("ignored", "unsubscribed", False),
+    "Subscribe": ("ignored", "subscribed", False),
+    "ManuallyDeactivated": ("ignored", "manually_deactivated", False),
+    "InboundError": ("ignored", "inbound_error", False),
+}
+_UNKNOWN_TYPE: tuple[Kind, str, bool] = ("soft", "unknown", True)
+
+RELEVANT_RECORD_TYPES = frozenset({"Bounce", "SpamComplaint"})
+
+_SMTP_CODE = re.compile(r"\A\s*(?:smtp;\s*)?([245]\d\d)\b", re.IGNORECASE)
+_ENHANCED_STATUS = re.compile(r"\b([245]\.\d{1,3}\.\d{1,3})\b")
+
+
+def verify(authorization: str | None, username: str, password: str) -> None:
+    """Check the basic-auth credentials in constant time, or raise WebhookAuthError."""
+    scheme, _, encoded = (authorization or "").partition(" ")
+    if scheme.lower() != "basic" or not encoded:
+        raise WebhookAuthError("postmark: basic auth is missing")
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True)
+    except (binascii.Error, ValueError) as err:
+        raise WebhookAuthError("postmark: basic auth is not base64") from err
+    given_user, colon, given_password = decoded.partition(b":")
+    # Compare both halves every time, so timing tells nothing about which one was wrong.
+    user_ok = hmac.compare_digest(given_user, username.encode("utf-8"))
+    password_ok = hmac.compare_digest(given_password, password.encode("utf-8"))
+    if not (colon and user_ok and password_ok):
+        raise WebhookAuthError("postmark: wrong basic-auth credentials")
+
+
+def parse(body: bytes) -> list[ProviderEvent]:
+    """Read one verified Postmark record: a bounce or spam complaint, anything else ignored."""
+    try:
+        record = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as err:
+        raise WebhookPayloadError(f"postmark: body is not JSON: {err}") from err
+    if not isinstance(record, dict):
+        raise WebhookPayloadError("postmark: body is not a JSON object")
+    if record.get("RecordType") not in RELEVANT_RECORD_TYPES:
+        return []
+    return [_event(record)]
+
+
+def bounce_class(record_type: str, bounce_type: str | None) -> tuple[Kind, str, bool]:
+    """Map Postmark RecordType/Type to (kind, reason, whether the text may refine it)."""
+    if record_type == "SpamComplaint":
+        return BOUNCE_TYPES["SpamComplaint"]
+    return BOUNCE_TYPES.get(bounce_type or "", _UNKNOWN_TYPE)
+
+
+def _event(record: dict[str, Any]) -> ProviderEvent:
+    record_id, email = record.get("ID"), record.get("Email")
+    if isinstance(record_id, bool) or not isinstance(record_id, int | str) or record_id == "":
+        raise WebhookPayloadError("postmark: record has no ID")
+    if not isinstance(email, str) or not email:
+        raise WebhookPayloadError("postmark: record has no Email")
+    kind, reason, refine = bounce_class(record["RecordType"], _str(record.get("Type")))
+    # Details holds the remote server's words; Description is Postmark's generic gloss.
+    diagnostic = _str(record.get("Details")) or _str(record.get("Description")) or ""
+    status = _enhanced_status(diagnostic)
+    if refine:
+        kind, reason = _refine(kind, reason, status, diagnostic)
+    return ProviderEvent(
+        provider=PROVIDER,
+        event_id=str(record_id),
+        recipient=email,
+        kind=kind,
+        reason=reason,
+        status=status,
+        diagnostic=diagnostic,
+        occurred_at=_timestamp(record.get("BouncedAt")),
+        message_id=_str(record.get("MessageID")),
+        raw=record,
+    )
+
+
+def _refine(kind: Kind, reason: str, status: str | None, diagnostic: str) -> tuple[Kind, str]:
+    """Let the text classifier name the reason, or put the blame on us; Postmark's kind stands."""
+    if classify is None or not diagnostic:
+        return kind, reason
+    match = _SMTP_CODE.match(diagnostic)
+    found: Classification = classify(status, diagnostic, int(match.group(1)) if match else None)
+    if found.kind in (kind, "sender"):
+        return found.kind, found.reason
+    return kind, reason
+
+
+def _enhanced_status(text: str) -> str | None:
+    match = _ENHANCED_STATUS.search(text)
+    return match.group(1) if match else None
+
+
+def _timestamp(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        return None
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
