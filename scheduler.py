@@ -13,7 +13,6 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
 
 from worker import editions
-from worker.actors import Actors
 from worker.config import Settings
 from worker.errors import NewsletterError
 from worker.models import utcnow
@@ -26,7 +25,7 @@ def send_current_week(settings: Settings) -> str:
     """The scheduled job: create this week's edition and queue it for the workers."""
     rt = open_runtime(settings)
     try:
-        actors = Actors(rt)
+        actors = rt.actors
         now = utcnow()
         week = editions.resolve_week(rt, None, now)
         outcome = editions.start_send(rt, week, now, actors.start_fan_out,

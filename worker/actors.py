@@ -46,7 +46,9 @@ class Actors:
                                priority=10)
         # Transactional mail (confirmations) has a queue of its own, so it never waits behind
         # an edition in progress, and the highest priority for worker threads.
-        self.transactional: Any = None
+        self.send_mail = declare(self._send_mail, "send_mail", QUEUE_TRANSACTIONAL,
+                                 max_retries=10, min_backoff=2000, max_backoff=300_000,
+                                 time_limit=120_000, priority=0)
 
     # --- what the pipeline calls to hand work over --------------------------------------
 
@@ -90,6 +92,11 @@ class Actors:
                 store.mark_delivery(session, delivery_id, DeliveryStatus.queued,
                                     error="interrupted by an internal error; retried")
             raise
+
+    def _send_mail(self, kind: str, subscriber_id: int) -> None:
+        from worker import transactional
+
+        transactional.send(self.rt, kind, subscriber_id)
 
     # --- the sweep ------------------------------------------------------------------------
 

@@ -30,7 +30,6 @@ from rich.progress import (
 from rich.table import Table
 
 from worker import editions, store
-from worker.actors import Actors
 from worker.config import Settings, load_settings
 from worker.db import make_engine, migrate
 from worker.errors import InputError, NewsletterError, NotFound
@@ -239,9 +238,6 @@ def subscribers_export() -> None:
 # --- editions -------------------------------------------------------------------------------
 
 
-def _actors(rt: Runtime) -> Actors:
-    return Actors(rt)
-
 
 @app.command()
 def send(
@@ -257,7 +253,7 @@ def send(
         if dry_run:
             _dry_run(rt, week)
             return
-        actors = _actors(rt)
+        actors = rt.actors
         outcome = editions.start_send(rt, week, utcnow(), actors.start_fan_out,
                                       actors.enqueue_deliveries)
         err.print(outcome.message)
@@ -410,7 +406,7 @@ def resume(week: Annotated[str, typer.Option("--week", help="ISO week, e.g. 2026
     """Resume an edition and re-queue whatever the database says is still owed."""
     with _runtime() as rt:
         week = editions.resolve_week(rt, week)
-        actors = _actors(rt)
+        actors = rt.actors
         requeued = editions.resume(rt, week, utcnow(), actors.start_fan_out,
                                    actors.enqueue_deliveries)
         view = editions.status(rt, week)
@@ -431,7 +427,7 @@ def retry(week: Annotated[str, typer.Option("--week", help="ISO week, e.g. 2026-
     """Queue the edition's failed deliveries again."""
     with _runtime() as rt:
         week = editions.resolve_week(rt, week)
-        actors = _actors(rt)
+        actors = rt.actors
         count = editions.retry_failed(rt, week, utcnow(), actors.enqueue_deliveries)
     err.print(f"{week}: {count} failed deliveries queued again")
 

@@ -10,6 +10,7 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import TYPE_CHECKING
 from email.utils import parseaddr
 
 import redis
@@ -27,6 +28,9 @@ from worker.planning import Candidate, category_key, pick_for, split_categories
 from worker.render import RenderedMail, Renderer
 from worker.throttle import Throttle
 from worker.transport import Transport, make_transport
+
+if TYPE_CHECKING:
+    from worker.actors import Actors
 
 MAIL_CACHE_SIZE = 256
 
@@ -58,6 +62,13 @@ class Runtime:
     def broker(self) -> RedisBroker:
         """The dramatiq broker on our Redis."""
         return make_broker(self.redis)
+
+    @cached_property
+    def actors(self) -> Actors:
+        """The dramatiq actors, declared once on this runtime's broker."""
+        from worker.actors import Actors
+
+        return Actors(self)
 
     @cached_property
     def throttle(self) -> Throttle:

@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 def running_worker(rt: Runtime, threads: int | None = None, sweep: bool = True
                    ) -> Iterator[tuple[Actors, dramatiq.Worker]]:
     """A dramatiq worker (and the periodic sweep) running in this process for the block."""
-    actors = Actors(rt)
+    actors = rt.actors
     worker = dramatiq.Worker(rt.broker, worker_threads=threads or rt.settings.worker_threads,
                              worker_timeout=200)
     worker.start()

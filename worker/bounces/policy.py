@@ -60,20 +60,32 @@ def record_bounce(session: Session, facts: BounceFacts, policy: Policy) -> Outco
     received_at = facts.received_at or utcnow()
     recorded = store.create_bounce_event(
         session,
-        subscriber_id=facts.subscriber_id, delivery_id=facts.delivery_id,
-        edition_id=facts.edition_id, recipient=facts.recipient, kind=facts.kind,
-        reason=facts.reason, source=facts.source, status_code=facts.status,
-        diagnostic=facts.diagnostic[:4000], received_at=received_at,
+        subscriber_id=facts.subscriber_id,
+        delivery_id=facts.delivery_id,
+        edition_id=facts.edition_id,
+        recipient=facts.recipient,
+        kind=facts.kind,
+        reason=facts.reason,
+        source=facts.source,
+        status_code=facts.status,
+        diagnostic=facts.diagnostic[:4000],
+        received_at=received_at,
         provider_event_id=facts.provider_event_id,
     )
     if not recorded or facts.subscriber_id is None:
         return Outcome(recorded=recorded)
     if facts.delivery_id is not None and facts.kind in ("hard", "complaint"):
         store.mark_delivery(
-            session, facts.delivery_id, DeliveryStatus.bounced,
+            session,
+            facts.delivery_id,
+            DeliveryStatus.bounced,
             error=f"{facts.kind}: {facts.diagnostic}"[:1000],
-            only_from=(DeliveryStatus.sent.value, DeliveryStatus.sending.value,
-                       DeliveryStatus.queued.value, DeliveryStatus.failed.value),
+            only_from=(
+                DeliveryStatus.sent.value,
+                DeliveryStatus.sending.value,
+                DeliveryStatus.queued.value,
+                DeliveryStatus.failed.value,
+            ),
         )
     status = _SUPPRESS.get(facts.kind)
     if status is None and facts.kind == "soft":

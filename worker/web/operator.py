@@ -9,7 +9,6 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel
 
 from worker import editions, store
-from worker.actors import Actors
 from worker.comparisons import validate_record
 from worker.errors import InputError, NotFound, RecordError
 from worker.loading import load_comparison_records
@@ -29,9 +28,6 @@ class TestSendBody(BaseModel):
     email: str
     week: str | None = None
 
-
-def _actors(rt: Runtime) -> Actors:
-    return Actors(rt)
 
 
 @router.post("/comparisons")
@@ -76,7 +72,7 @@ def send(week: str, rt: Runtime = Depends(operator)) -> dict[str, Any]:
     """Start (or restart) sending; idempotent."""
     week = _week(rt, week)
     editions.get_edition(rt, week)
-    actors = _actors(rt)
+    actors = rt.actors
     outcome = editions.start_send(rt, week, utcnow(), actors.start_fan_out,
                                   actors.enqueue_deliveries)
     return {**editions.status(rt, week).as_json(), "message": outcome.message}
@@ -94,7 +90,7 @@ def pause(week: str, rt: Runtime = Depends(operator)) -> dict[str, Any]:
 def resume(week: str, rt: Runtime = Depends(operator)) -> dict[str, Any]:
     """Resume sending and re-queue what is owed."""
     week = _week(rt, week)
-    actors = _actors(rt)
+    actors = rt.actors
     requeued = editions.resume(rt, week, utcnow(), actors.start_fan_out,
                                actors.enqueue_deliveries)
     return {**editions.status(rt, week).as_json(), "requeued": requeued}

@@ -1,0 +1,415 @@
+"""What readers do: subscribe (double opt-in), confirm, change preferences, export, erase.
+
+The web routes in ``worker.web.readers`` and the operator CLI call these; they take the
+Runtime and never read settings from anywhere else. The queries in the ``queries`` section
+are not in ``worker.store`` yet; they are written in its style so they can move there as is.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session
+
+from worker import store
+from worker.errors import InputError, NotFound
+from worker.models import (
+    BounceEvent,
+    Delivery,
+    Edition,
+    Subscriber,
+    SubscriberStatus,
+    Suppression,
+    utcnow,
+)
+from worker.runtime import Runtime
+from worker.subscribers import (
+    clean_cadence,
+    clean_categories,
+    clean_email,
+    clean_name,
+    email_key,
+)
+
+CONFIRMATION_EVERY_S = 600
+"""At most one confirmation (or already-subscribed) mail per address in this many seconds."""
+
+CATEGORIES_MAX = 30
+CATEGORIES_CHARS_MAX = 2000  # the width of Subscriber.categories
+CONSENT_IP_MAX = 64
+CONSENT_SOURCE_MAX = 1000
+CONSENT_USER_AGENT_MAX = 500
+
+NEVER_AGAIN = (SubscriberStatus.bounced.value, SubscriberStatus.complained.value)
+"""Statuses the form never revives: the address is dead or its owner called us spam."""
+
+MAIL_CONFIRM = "confirm"
+MAIL_ALREADY = "already_subscribed"
+
+
+# --- queries (to move into worker.store) ---------------------------------------------------
+
+
+def get_subscriber_by_id(session: Session, subscriber_id: int) -> Subscriber | None:
+    """The subscriber with this id."""
+    return session.get(Subscriber, subscriber_id)
+
+
+def create_pending_subscriber(session: Session, email: str, name: str, categories: str,
+                              cadence: str, consent: Consent, now: datetime) -> int:
+    """Insert a pending subscriber with its consent record; returns its id."""
+    subscriber = Subscriber(
+        email=email, email_key=email_key(email), token=store.new_token(), name=name,
+        status=SubscriberStatus.pending.value, categories=categories, cadence=cadence,
+        consent_at=now, consent_ip=consent.ip, consent_user_agent=consent.user_agent,
+        consent_source=consent.source, created_at=now, status_changed_at=now,
+    )
+    session.add(subscriber)
+    session.flush()
+    assert subscriber.id is not None
+    return subscriber.id
+
+
+def mark_subscriber_pending(session: Session, subscriber_id: int, name: str, categories: str,
+                            cadence: str, consent: Consent, now: datetime) -> None:
+    """A pending or unsubscribed subscriber asks again: new choices, new consent, pending."""
+    session.execute(
+        update(Subscriber)
+        .where(Subscriber.id == subscriber_id,
+               Subscriber.status.in_((SubscriberStatus.pending.value,
+                                      SubscriberStatus.unsubscribed.value)))
+        .values(status=SubscriberStatus.pending.value, status_changed_at=now, name=name,
+                categories=categories, cadence=cadence, consent_at=now, consent_ip=consent.ip,
+                consent_user_agent=consent.user_agent, consent_source=consent.source)
+    )
+
+
+def mark_confirmation_due(session: Session, subscriber_id: int, now: datetime,
+                          every_s: int = CONFIRMATION_EVERY_S) -> bool:
+    """Claim the right to mail this subscriber about subscribing; False if one went out
+    less than ``every_s`` ago. One conditional UPDATE, so two racing posts send one mail."""
+    result = session.execute(
+        update(Subscriber)
+        .where(Subscriber.id == subscriber_id,
+               or_(Subscriber.last_confirmation_sent_at.is_(None),
+                   Subscriber.last_confirmation_sent_at <= now - timedelta(seconds=every_s)))
+        .values(last_confirmation_sent_at=now)
+    )
+    return bool(result.rowcount)
+
+
+def mark_subscriber_confirmed(session: Session, subscriber_id: int, now: datetime) -> bool:
+    """Pending → active; True if this call did it (a replayed link finds it done)."""
+    result = session.execute(
+        update(Subscriber)
+        .where(Subscriber.id == subscriber_id,
+               Subscriber.status == SubscriberStatus.pending.value)
+        .values(status=SubscriberStatus.active.value, confirmed_at=now, status_changed_at=now)
+    )
+    return bool(result.rowcount)
+
+
+def mark_subscriber_preferences(session: Session, subscriber_id: int, name: str,
+                                categories: str, cadence: str) -> None:
+    """Save a subscriber's name, categories and cadence."""
+    session.execute(
+        update(Subscriber).where(Subscriber.id == subscriber_id)
+        .values(name=name, categories=categories, cadence=cadence)
+    )
+
+
+def list_deliveries_of(session: Session, subscriber_id: int) -> list[tuple[Delivery, str]]:
+    """A subscriber's deliveries with the week of their edition, oldest first."""
+    rows = session.execute(
+        select(Delivery, Edition.week).join(Edition, Edition.id == Delivery.edition_id)
+        .where(Delivery.subscriber_id == subscriber_id).order_by(Delivery.id)
+    ).all()
+    return [(row[0], row[1]) for row in rows]
+
+
+def _bounces_of(subscriber: Subscriber) -> Any:
+    # Events matched to the row, and those that only name the address (unmatched DSNs).
+    return or_(BounceEvent.subscriber_id == subscriber.id,
+               func.lower(BounceEvent.recipient) == subscriber.email_key)
+
+
+def list_bounce_events_of(session: Session, subscriber: Subscriber) -> list[BounceEvent]:
+    """Every bounce event about a subscriber, oldest first."""
+    return list(session.execute(
+        select(BounceEvent).where(_bounces_of(subscriber)).order_by(BounceEvent.id)
+    ).scalars())
+
+
+def delete_subscriber(session: Session, subscriber: Subscriber) -> None:
+    """Delete a subscriber with its bounce events and deliveries (children first)."""
+    delivery_ids = select(Delivery.id).where(Delivery.subscriber_id == subscriber.id)
+    session.execute(delete(BounceEvent).where(
+        or_(_bounces_of(subscriber), BounceEvent.delivery_id.in_(delivery_ids))))
+    session.execute(delete(Delivery).where(Delivery.subscriber_id == subscriber.id))
+    session.execute(delete(Subscriber).where(Subscriber.id == subscriber.id))
+
+
+def create_suppression(session: Session, email_hash: str, reason: str) -> None:
+    """Remember a keyed hash of an address that must never be mailed again."""
+    known = session.execute(
+        select(Suppression.id).where(Suppression.email_hash == email_hash)).first()
+    if known is None:
+        session.add(Suppression(email_hash=email_hash, reason=reason))
+        session.flush()
+
+
+# --- input ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Consent:
+    """Where and when someone asked to subscribe (GDPR art. 7: be able to show consent)."""
+
+    ip: str | None
+    user_agent: str | None
+    source: str | None
+
+
+@dataclass(frozen=True)
+class Choices:
+    """A validated name, categories and cadence."""
+
+    name: str
+    categories: tuple[str, ...]
+    cadence: str
+
+    @property
+    def stored_categories(self) -> str:
+        """The categories as the store keeps them."""
+        return ";".join(self.categories)
+
+
+@dataclass(frozen=True)
+class SubscribeRequest:
+    """A validated subscribe form."""
+
+    email: str
+    choices: Choices
+
+
+class FormErrors(InputError):
+    """Every field at fault in a form, as ``{field: message for a reader}``."""
+
+    def __init__(self, errors: dict[str, str]) -> None:
+        super().__init__("; ".join(f"{k}: {v}" for k, v in errors.items()))
+        self.errors = errors
+
+
+def _reason(exc: InputError, field_name: str) -> str:
+    text = str(exc).removeprefix(f"{field_name}: ")
+    return text[:1].upper() + text[1:]
+
+
+def _printable(text: str | None, limit: int) -> str | None:
+    """Consent facts come from headers anyone can forge: keep them printable and bounded."""
+    if not text:
+        return None
+    kept = "".join(ch for ch in text if unicodedata.category(ch) not in ("Cc", "Cf"))
+    return kept.strip()[:limit] or None
+
+
+def consent_from(ip: str | None, user_agent: str | None, source: str | None) -> Consent:
+    """The consent record of a form post, sanitised for storage."""
+    return Consent(ip=_printable(ip, CONSENT_IP_MAX),
+                   user_agent=_printable(user_agent, CONSENT_USER_AGENT_MAX),
+                   source=_printable(source, CONSENT_SOURCE_MAX))
+
+
+def read_choices(name: str | None, categories: list[str], cadence: str | None,
+                 known: list[str]) -> tuple[Choices | None, dict[str, str]]:
+    """Validate name, categories and cadence; known categories take their stored spelling."""
+    errors: dict[str, str] = {}
+    clean: Choices | None = None
+    try:
+        name_ok = clean_name(name)
+    except InputError as exc:
+        errors["name"] = _reason(exc, "name")
+    try:
+        canonical = {c.casefold(): c for c in known}
+        picked = tuple(canonical.get(c.casefold(), c) for c in clean_categories(categories))
+        if any(";" in c for c in picked):
+            raise InputError("categories: a category name cannot contain ';'")
+        if len(picked) > CATEGORIES_MAX or len(";".join(picked)) > CATEGORIES_CHARS_MAX:
+            raise InputError(f"categories: too many (at most {CATEGORIES_MAX})")
+    except InputError as exc:
+        errors["categories"] = _reason(exc, "categories")
+    try:
+        cadence_ok = clean_cadence(cadence)
+    except InputError:
+        errors["cadence"] = "Choose the weekly digest or instant alerts"
+    if not errors:
+        clean = Choices(name=name_ok, categories=picked, cadence=cadence_ok)
+    return clean, errors
+
+
+def read_subscribe_form(email: str | None, name: str | None, categories: list[str],
+                        cadence: str | None, known: list[str],
+                        check_deliverability: bool = False) -> SubscribeRequest:
+    """Validate a subscribe form; FormErrors names every field at fault."""
+    errors: dict[str, str] = {}
+    address = ""
+    try:
+        address = clean_email(email or "", check_deliverability)
+    except InputError as exc:
+        errors["email"] = _reason(exc, "email")
+    choices, choice_errors = read_choices(name, categories, cadence, known)
+    errors.update(choice_errors)
+    if errors or choices is None:
+        raise FormErrors(errors)
+    return SubscribeRequest(email=address, choices=choices)
+
+
+# --- subscribing and confirming -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SubscribeOutcome:
+    """What a subscribe post did; the reader sees the same page whatever it is."""
+
+    subscriber_id: int | None
+    mail: str | None
+    """``confirm``, ``already_subscribed`` or None (no mail: suppressed, or sent recently)."""
+
+
+def subscribe(rt: Runtime, wanted: SubscribeRequest, consent: Consent,
+              now: datetime | None = None) -> SubscribeOutcome:
+    """Record a subscribe request and say which mail (if any) the address should get."""
+    now = now or utcnow()
+    for attempt in (1, 2):
+        try:
+            return _subscribe(rt, wanted, consent, now)
+        except IntegrityError:
+            # Two posts for a new address raced; the loser finds the winner's row next time.
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _subscribe(rt: Runtime, wanted: SubscribeRequest, consent: Consent,
+               now: datetime) -> SubscribeOutcome:
+    c = wanted.choices
+    with rt.session() as session, session.begin():
+        if store.is_suppressed(session, rt.secret_key, wanted.email):
+            return SubscribeOutcome(None, None)
+        known = store.get_subscriber_by_email(session, wanted.email)
+        if known is None:
+            subscriber_id = create_pending_subscriber(
+                session, wanted.email, c.name, c.stored_categories, c.cadence, consent, now)
+            mail = MAIL_CONFIRM
+        elif known.status in NEVER_AGAIN:
+            return SubscribeOutcome(known.id, None)
+        elif known.status == SubscriberStatus.active.value:
+            # Nobody may change an active reader's choices without their link; tell them
+            # (by mail, so only the owner learns it) where their preferences are.
+            assert known.id is not None
+            subscriber_id, mail = known.id, MAIL_ALREADY
+        else:
+            assert known.id is not None
+            subscriber_id, mail = known.id, MAIL_CONFIRM
+            mark_subscriber_pending(session, subscriber_id, c.name, c.stored_categories,
+                                    c.cadence, consent, now)
+        if not mark_confirmation_due(session, subscriber_id, now):
+            return SubscribeOutcome(subscriber_id, None)
+        return SubscribeOutcome(subscriber_id, mail)
+
+
+def confirm(rt: Runtime, subscriber: Subscriber, now: datetime | None = None) -> str:
+    """Confirm a pending subscriber: ``confirmed``, ``already`` (active) or the status it has."""
+    assert subscriber.id is not None
+    with rt.session() as session, session.begin():
+        if mark_subscriber_confirmed(session, subscriber.id, now or utcnow()):
+            return "confirmed"
+        current = get_subscriber_by_id(session, subscriber.id)
+    if current is None:
+        return "gone"
+    return "already" if current.status == SubscriberStatus.active.value else current.status
+
+
+def save_preferences(rt: Runtime, subscriber_id: int, choices: Choices) -> None:
+    """Save what a subscriber chose on the preferences page."""
+    with rt.session() as session, session.begin():
+        mark_subscriber_preferences(session, subscriber_id, choices.name,
+                                    choices.stored_categories, choices.cadence)
+
+
+# --- privacy --------------------------------------------------------------------------------
+
+
+def _moment(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    # SQLite hands times back naive; every time we store is UTC.
+    return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
+
+
+def _row(obj: Any, skip: tuple[str, ...] = ()) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, value in obj.model_dump().items():
+        if name in skip:
+            continue
+        out[name] = _moment(value) if isinstance(value, datetime) else value
+    return out
+
+
+def export_data(session: Session, subscriber: Subscriber) -> dict[str, Any]:
+    """Everything stored about one subscriber, as JSON-ready data (GDPR art. 15 and 20)."""
+    assert subscriber.id is not None
+    row = _row(subscriber)
+    consent = {key: row.pop(key) for key in
+               ("consent_at", "consent_ip", "consent_user_agent", "consent_source")}
+    row["categories"] = [c for c in subscriber.categories.split(";") if c]
+    return {
+        "exported_at": _moment(utcnow()),
+        "subscriber": row,
+        "consent": consent,
+        "deliveries": [{**_row(d, skip=("subscriber_id",)), "edition": week}
+                       for d, week in list_deliveries_of(session, subscriber.id)],
+        "bounce_events": [_row(b, skip=("subscriber_id",))
+                          for b in list_bounce_events_of(session, subscriber)],
+    }
+
+
+def export_subscriber(rt: Runtime, email: str) -> dict[str, Any]:
+    """Everything stored about ``email``; NotFound when no subscriber has it."""
+    with rt.session() as session:
+        subscriber = store.get_subscriber_by_email(session, email)
+        if subscriber is None:
+            raise NotFound(f"no subscriber {email}")
+        return export_data(session, subscriber)
+
+
+def erase(session: Session, secret_key: str, subscriber: Subscriber) -> str | None:
+    """Delete a subscriber and what points at them (GDPR art. 17).
+
+    An address that bounced hard or complained leaves a keyed hash behind, so that a later
+    import or form post can never mail it again. Returns that suppression reason, if any.
+    """
+    reason: str | None = subscriber.status if subscriber.status in NEVER_AGAIN else None
+    if reason is None:
+        kinds = {b.kind for b in list_bounce_events_of(session, subscriber)}
+        reason = ("complained" if "complaint" in kinds
+                  else "bounced" if "hard" in kinds else None)
+    if reason is not None:
+        create_suppression(session, store.suppression_hash(secret_key, subscriber.email), reason)
+    delete_subscriber(session, subscriber)
+    return reason
+
+
+def erase_subscriber(rt: Runtime, email: str) -> bool:
+    """Erase everything stored about ``email``; False when no subscriber has it."""
+    with rt.session() as session, session.begin():
+        subscriber = store.get_subscriber_by_email(session, email)
+        if subscriber is None:
+            return False
+        erase(session, rt.secret_key, subscriber)
+    return True
