@@ -268,9 +268,11 @@ def merge_subscribers(
             new_rows.append({
                 "email": item.email, "email_key": key, "token": new_token(), "name": item.name,
                 "status": status, "categories": ";".join(item.categories),
-                "cadence": item.cadence, "consent_at": now, "consent_source": source,
-                "created_at": now, "status_changed_at": now,
-                "confirmed_at": now if status == SubscriberStatus.active.value else None,
+                "cadence": item.cadence, "consent_at": item.created_at or now,
+                "consent_source": source, "created_at": item.created_at or now,
+                "status_changed_at": now,
+                "confirmed_at": item.confirmed_at or (
+                    now if status == SubscriberStatus.active.value else None),
             })
             continue
         changed = False

@@ -10,6 +10,7 @@ import csv
 import unicodedata
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from email_validator import EmailNotValidError, validate_email
 
@@ -30,6 +31,8 @@ class SubscriberInput:
     categories: tuple[str, ...] = ()
     cadence: str = Cadence.weekly.value
     status: str | None = None
+    created_at: datetime | None = None
+    confirmed_at: datetime | None = None
 
     @property
     def key(self) -> str:
@@ -92,6 +95,17 @@ def clean_cadence(raw: str | None) -> str:
     return value
 
 
+def clean_timestamp(field: str, raw: str | None) -> datetime | None:
+    """Parse an ISO 8601 time from an export (empty: none); naive times are UTC."""
+    if not raw or not raw.strip():
+        return None
+    try:
+        value = datetime.fromisoformat(raw.strip())
+    except ValueError:
+        raise InputError(f"{field}: not an ISO 8601 time: {raw[:40]!r}") from None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
 def read_csv(lines: Iterable[str], check_deliverability: bool = False) -> Iterator[
     tuple[int, SubscriberInput | InputError]
 ]:
@@ -101,8 +115,15 @@ def read_csv(lines: Iterable[str], check_deliverability: bool = False) -> Iterat
     if "email" not in fields:
         raise InputError("line 1: the header must have an 'email' column (email,name,categories)")
     reader.fieldnames = fields
-    for row in reader:
-        line = reader.line_num
+    while True:
+        line = reader.line_num + 1  # where the row starts, even when a quoted field spans lines
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            yield line, InputError(f"unreadable CSV: {exc}")
+            return
         try:
             if None in row:
                 raise InputError("more fields than the header has")
@@ -115,6 +136,8 @@ def read_csv(lines: Iterable[str], check_deliverability: bool = False) -> Iterat
                 categories=clean_categories((row.get("categories") or "").split(";")),
                 cadence=clean_cadence(row.get("cadence")),
                 status=status,
+                created_at=clean_timestamp("created_at", row.get("created_at")),
+                confirmed_at=clean_timestamp("confirmed_at", row.get("confirmed_at")),
             )
         except InputError as exc:
             yield line, exc
