@@ -64,9 +64,9 @@ REASON_KINDS: Final[dict[str, Kind]] = {
 
 REASONS: Final[tuple[str, ...]] = (*REASON_KINDS, "unknown")
 
-# Ordered: the first pattern that matches wins, so the more specific ones come first (a sender
-# rejection before "domain not found", a blocklist before the word "spam", which "spamhaus" and
-# "unsolicited" texts would otherwise steal).
+# Ordered: the first pattern that matches wins, so the more specific ones come first: a sender
+# rejection before "domain not found", a full mailbox before "mailbox unavailable", a DMARC or
+# blocklist rejection before the generic word "blocked" that such replies also use.
 TEXT_PATTERNS: Final[tuple[tuple[str, str], ...]] = (
     (
         r"sender address rejected|sender verify failed|sender (address )?(is )?"

@@ -151,9 +151,10 @@ def _parse(raw: bytes) -> ParsedBounce:
         raise BounceParseError("no header section: not an RFC 5322 message (binary data?)")
 
     original = _original(msg, notes)
+    feedback = _feedback_fields(msg, notes)
     texts = _human_texts(msg, notes)
     findings = (
-        _feedback_findings(msg, original, notes)
+        _feedback_findings(feedback, original)
         or _dsn_findings(msg, texts, notes)
         or _mta_findings(msg, texts, notes)
         or _auto_reply_findings(msg)
@@ -165,7 +166,7 @@ def _parse(raw: bytes) -> ParsedBounce:
     token = _header(original, DELIVERY_TOKEN_HEADER) if original is not None else None
     return ParsedBounce(
         findings=tuple(findings),
-        verp_addresses=_verp_addresses(msg, feedback=_feedback_fields(msg, notes)),
+        verp_addresses=_verp_addresses(msg, feedback),
         original_message_id=(
             _clean_message_id(message_id)
             or _quoted(_QUOTED_MESSAGE_ID, body)
@@ -217,10 +218,10 @@ def _decode(part: Message, notes: _Notes) -> str:
     charset = part.get_content_charset() or "utf-8"
     try:
         return payload.decode(charset)
-    except LookupError:
-        notes.add(f"unknown charset {charset!r}")
     except UnicodeError:
         notes.add(f"text not in its declared charset {charset!r}")
+    except (LookupError, ValueError):  # ValueError: a NUL inside the charset name
+        notes.add(f"unknown charset {charset!r}")
     try:
         return payload.decode("utf-8")
     except UnicodeError:
@@ -294,7 +295,7 @@ def _fields(blocks_text: str) -> list[Message]:
 
 def _field_blocks(part: Message, notes: _Notes) -> list[Message]:
     payload = part.get_payload()
-    encoded = part.get("Content-Transfer-Encoding", "").strip().lower() in (
+    encoded = (_header(part, "Content-Transfer-Encoding") or "").lower() in (
         "base64",
         "quoted-printable",
     )
@@ -310,7 +311,7 @@ def _field_blocks(part: Message, notes: _Notes) -> list[Message]:
 
 def _decode_text(text: str, part: Message) -> str:
     clone = Message()
-    clone["Content-Transfer-Encoding"] = part.get("Content-Transfer-Encoding", "7bit")
+    clone["Content-Transfer-Encoding"] = _header(part, "Content-Transfer-Encoding") or "7bit"
     clone.set_payload(text)
     data = clone.get_payload(decode=True)
     return data.decode("utf-8", "replace") if isinstance(data, bytes) else text
@@ -419,11 +420,8 @@ def _feedback_fields(msg: Message, notes: _Notes) -> Message | None:
     return fields
 
 
-def _feedback_findings(
-    msg: Message, original: Message | None, notes: _Notes
-) -> list[BounceFinding]:
+def _feedback_findings(fields: Message | None, original: Message | None) -> list[BounceFinding]:
     """ARF complaints: the recipient is usually redacted, so the original's ids matter most."""
-    fields = _feedback_fields(msg, notes)
     if fields is None:
         return []
     feedback_type = (_header(fields, "Feedback-Type") or "abuse").lower()
@@ -497,15 +495,13 @@ def _dsn_finding(block: Message, texts: list[str]) -> BounceFinding | None:
 
 def _failure(status: str | None, evidence: str, texts: list[str], recipient: str) -> Classification:
     """A failed recipient: an MTA that says "failed" means permanent, even with no code."""
-    has_code = status is not None
-    classification = classify(status if has_code else "5.0.0", evidence)
+    status = status or "5.0.0"
+    classification = classify(status, evidence)
     if classification.reason == "unknown":
         # Sendmail and Exchange often leave the reason to the human-readable part only.
-        nearby = _text_near(texts, recipient)
-        if nearby:
-            better = classify(status if has_code else "5.0.0", nearby)
-            if better.reason != "unknown":
-                return better
+        nearby = classify(status, _text_near(texts, recipient))
+        if nearby.reason != "unknown":
+            return nearby
     return classification
 
 
@@ -520,26 +516,32 @@ def _mta_findings(msg: Message, texts: list[str], notes: _Notes) -> list[BounceF
         return []
     said_permanent = any(_PERMANENT.search(text) for text in texts)
     findings: dict[str, BounceFinding] = {}
-    for address_bytes, transient in [(a, True) for a in temporary] + [
-        (a, False) for a in permanent
-    ]:
+    verdicts = [(a, True) for a in temporary] + [(a, False) for a in permanent]
+    for address_bytes, transient in verdicts:
         address = _address(address_bytes.decode("ascii", "replace"))
         if address is None or address.lower() in findings:
             continue
         nearby = _text_near(texts, address)
         status = _status_of(nearby)
-        fallback = None if status else ("4.0.0" if transient else None)
-        if not status and not transient and said_permanent:
-            fallback = "5.0.0"
-        classification = classify(status or fallback, nearby)
-        if transient and classification.kind == "hard":
-            classification = Classification("soft", classification.reason)
-        if transient and classification.reason == "unknown":
-            classification = Classification("soft", "delayed")
+        # Without a code in the text, flufl.bounce's verdict (or the MTA saying "permanent error")
+        # stands in for the status class; without either there is no evidence of permanence.
+        implied = "4.0.0" if transient else ("5.0.0" if said_permanent else None)
+        classification = classify(status or implied, nearby)
+        if transient:
+            classification = _as_transient(classification)
         findings[address.lower()] = BounceFinding(
             address, classification.kind, classification.reason, status, nearby
         )
     return [findings[key] for key in sorted(findings)]
+
+
+def _as_transient(classification: Classification) -> Classification:
+    """A warning about a delay is never a hard bounce, whatever words it uses."""
+    if classification.reason == "unknown":
+        return Classification("soft", "delayed")
+    if classification.kind == "hard":
+        return Classification("soft", classification.reason)
+    return classification
 
 
 def _auto_reply_findings(msg: Message) -> list[BounceFinding]:
