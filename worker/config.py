@@ -74,6 +74,13 @@ class Settings(BaseSettings):
     soft_bounce_window_days: int = Field(default=30, ge=1)
     check_deliverability: bool = False
     worker_threads: int = Field(default=8, ge=1, le=256)
+    bounce_mailbox: str | None = None
+    bounce_poll_interval_s: float = Field(default=60.0, gt=0)
+    ses_topic_arns: str = ""
+    sendgrid_public_key: str | None = None
+    postmark_username: str | None = None
+    postmark_password: str | None = None
+    mailgun_signing_key: str | None = None
     log_level: str = "INFO"
 
     @field_validator("public_url")
@@ -116,6 +123,16 @@ class Settings(BaseSettings):
             return None
         if not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        return value
+
+    @field_validator("bounce_mailbox")
+    @classmethod
+    def _mailbox(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("imap", "imaps") or not parts.hostname or not parts.username:
+            raise ValueError("must look like imaps://user:pass@host/INBOX")
         return value
 
     @field_validator("timezone")

@@ -745,6 +745,12 @@ def remember_inbound(session: Session, key: str, outcome: str, reason: str,
     return True
 
 
+def update_inbound(session: Session, key: str, outcome: str, reason: str) -> None:
+    """Record how an inbound message ended up (unmatched, forged...)."""
+    session.execute(update(InboundMessage).where(InboundMessage.key == key)
+                    .values(outcome=outcome, reason=reason[:1000]))
+
+
 def stuck_before(now: datetime, stuck_after_s: float) -> datetime:
     """The claim time before which a ``sending`` delivery is taken to be abandoned."""
     return now - timedelta(seconds=stuck_after_s)
