@@ -28,8 +28,9 @@ def send_current_week(settings: Settings) -> str:
         actors = rt.actors
         now = utcnow()
         week = editions.resolve_week(rt, None, now)
-        outcome = editions.start_send(rt, week, now, actors.start_fan_out,
-                                      actors.enqueue_deliveries)
+        outcome = editions.start_send(
+            rt, week, now, actors.start_fan_out, actors.enqueue_deliveries
+        )
         log.info("%s", outcome.message)
         return outcome.message
     except NewsletterError as exc:
@@ -43,9 +44,14 @@ def build(settings: Settings) -> BlockingScheduler:
     """A scheduler with the weekly job on the configured crontab and time zone."""
     scheduler = BlockingScheduler(timezone=settings.tz)
     scheduler.add_job(
-        send_current_week, CronTrigger.from_crontab(settings.weekly_cron, timezone=settings.tz),
-        args=[settings], id="weekly-edition", coalesce=True, max_instances=1,
-        misfire_grace_time=6 * 3600, replace_existing=True,
+        send_current_week,
+        CronTrigger.from_crontab(settings.weekly_cron, timezone=settings.tz),
+        args=[settings],
+        id="weekly-edition",
+        coalesce=True,
+        max_instances=1,
+        misfire_grace_time=6 * 3600,
+        replace_existing=True,
     )
     return scheduler
 
@@ -55,8 +61,12 @@ def run(settings: Settings) -> None:
     scheduler = build(settings)
     job = scheduler.get_jobs()[0]
     scheduler.start(paused=True)
-    log.info("weekly edition scheduled: %r (%s), next run %s", settings.weekly_cron,
-             settings.timezone, job.next_run_time)
+    log.info(
+        "weekly edition scheduled: %r (%s), next run %s",
+        settings.weekly_cron,
+        settings.timezone,
+        job.next_run_time,
+    )
     try:
         scheduler.resume()
     except (KeyboardInterrupt, SystemExit):

@@ -34,8 +34,18 @@ PG_URL = os.environ.get("NEWSLETTER_TEST_DATABASE_URL")
 REDIS_URL = os.environ.get("NEWSLETTER_TEST_REDIS_URL")
 STACKS = ["embedded"] + (["services"] if PG_URL and REDIS_URL else [])
 
-TABLES = ("bounce_event", "delivery", "edition_comparison", "edition", "review", "comparison",
-          "tool", "suppression", "inbound_message", "subscriber")
+TABLES = (
+    "bounce_event",
+    "delivery",
+    "edition_comparison",
+    "edition",
+    "review",
+    "comparison",
+    "tool",
+    "suppression",
+    "inbound_message",
+    "subscriber",
+)
 
 
 def free_port() -> int:
@@ -72,8 +82,14 @@ class SmtpHandler:
     fail_next: dict[str, list[str]] = field(default_factory=dict)  # address -> replies in turn
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
-                          address: str, rcpt_options: list[str]) -> str:
+    async def handle_RCPT(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        address: str,
+        rcpt_options: list[str],
+    ) -> str:
         with self.lock:
             queued = self.fail_next.get(address.lower())
             if queued:
@@ -106,8 +122,9 @@ class SmtpHandler:
 def smtp_server() -> Iterator[tuple[SmtpHandler, int]]:
     handler = SmtpHandler()
     port = free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=port, decode_data=False,
-                            ready_timeout=10)
+    controller = Controller(
+        handler, hostname="127.0.0.1", port=port, decode_data=False, ready_timeout=10
+    )
     controller.start()
     try:
         yield handler, port
@@ -174,16 +191,18 @@ def data_dir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def database_url(stack: str, data_dir: Path, sqlite_template: Path,
-                 request: pytest.FixtureRequest) -> str:
+def database_url(
+    stack: str, data_dir: Path, sqlite_template: Path, request: pytest.FixtureRequest
+) -> str:
     if stack == "embedded":
         shutil.copy(sqlite_template, data_dir / "newsletter.db")
         return f"sqlite:///{data_dir / 'newsletter.db'}"
     url = request.getfixturevalue("postgres_ready")
     engine = make_engine(url)
     with engine.begin() as conn:
-        conn.execute(text("TRUNCATE " + ", ".join(f'"{t}"' for t in TABLES)
-                          + " RESTART IDENTITY CASCADE"))
+        conn.execute(
+            text("TRUNCATE " + ", ".join(f'"{t}"' for t in TABLES) + " RESTART IDENTITY CASCADE")
+        )
     engine.dispose()
     return str(url)
 
@@ -203,8 +222,9 @@ def redis_client(stack: str, embedded_redis_dir: Path) -> Iterator[redis.Redis]:
 
 
 @pytest.fixture
-def env(database_url: str, data_dir: Path, stack: str, embedded_redis_dir: Path,
-        smtp_url: str) -> dict[str, str]:
+def env(
+    database_url: str, data_dir: Path, stack: str, embedded_redis_dir: Path, smtp_url: str
+) -> dict[str, str]:
     """Environment for a CLI subprocess on the same stack as the test."""
     values = {
         "NEWSLETTER_DATA_DIR": str(data_dir),

@@ -12,23 +12,44 @@ from worker.runtime import Runtime
 from worker.subscribers import SubscriberInput
 
 
-def comparison(slug: str, category: str, published_at: datetime, title: str | None = None,
-               ships: tuple[int, int] = (3, 2)) -> dict[str, Any]:
+def comparison(
+    slug: str,
+    category: str,
+    published_at: datetime,
+    title: str | None = None,
+    ships: tuple[int, int] = (3, 2),
+) -> dict[str, Any]:
     """A valid import record; ``ships`` is how many of 4 reviews ship each tool."""
     names = (f"{slug}-a", f"{slug}-b")
     reviews = []
     for tool, ship_count in zip(names, ships, strict=True):
         for i in range(4):
-            reviews.append({"reviewer": f"Reviewer {i}", "tool": tool,
-                            "verdict": "ship" if i < ship_count else "skip",
-                            "quote": f"Quote {i} on {tool}."})
+            reviews.append(
+                {
+                    "reviewer": f"Reviewer {i}",
+                    "tool": tool,
+                    "verdict": "ship" if i < ship_count else "skip",
+                    "quote": f"Quote {i} on {tool}.",
+                }
+            )
     return {
-        "slug": slug, "title": title or f"{names[0]} vs {names[1]}", "category": category,
+        "slug": slug,
+        "title": title or f"{names[0]} vs {names[1]}",
+        "category": category,
         "url": f"https://verdicts.example.com/compare/{slug}",
         "published_at": published_at.isoformat(),
-        "tools": [{"name": n, "version": "1.0", "category": category, "tagline": f"{n} tagline",
-                   "summary": f"{n} summary", "pricing": "Free", "community_votes": None}
-                  for n in names],
+        "tools": [
+            {
+                "name": n,
+                "version": "1.0",
+                "category": category,
+                "tagline": f"{n} tagline",
+                "summary": f"{n} summary",
+                "pricing": "Free",
+                "community_votes": None,
+            }
+            for n in names
+        ],
         "reviews": reviews,
     }
 
@@ -39,13 +60,20 @@ def load(rt: Runtime, *records: dict[str, Any]) -> None:
     assert not report.errors, report.errors
 
 
-def subscribe(rt: Runtime, *people: tuple[str, str, tuple[str, ...]], confirmed: bool = True,
-              cadence: str = "weekly") -> None:
+def subscribe(
+    rt: Runtime,
+    *people: tuple[str, str, tuple[str, ...]],
+    confirmed: bool = True,
+    cadence: str = "weekly",
+) -> None:
     """Add (email, name, categories) subscribers."""
     with rt.session() as session, session.begin():
-        store.merge_subscribers(session, [
-            SubscriberInput(email=e, name=n, categories=c, cadence=cadence) for e, n, c in people
-        ], confirmed, "test")
+        store.merge_subscribers(
+            session,
+            [SubscriberInput(email=e, name=n, categories=c, cadence=cadence) for e, n, c in people],
+            confirmed,
+            "test",
+        )
 
 
 def send(rt: Runtime, week: str, now: datetime) -> Any:

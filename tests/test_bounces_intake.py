@@ -66,18 +66,22 @@ def _delivery_status(rt: Runtime, email: str) -> str:
     with rt.session() as session:
         subscriber = store.get_subscriber_by_email(session, email)
         assert subscriber is not None
-        return session.execute(select(Delivery.status).where(
-            Delivery.subscriber_id == subscriber.id)).scalar_one()
+        return session.execute(
+            select(Delivery.status).where(Delivery.subscriber_id == subscriber.id)
+        ).scalar_one()
 
 
 def test_a_dsn_arriving_at_its_verp_address_suppresses_the_subscriber(
-    rt: Runtime, worker: Callable[[], None], smtp: SmtpHandler,
+    rt: Runtime,
+    worker: Callable[[], None],
+    smtp: SmtpHandler,
 ) -> None:
     week = _sent_edition(rt, worker, "dead@example.com", "alive@example.com")
     bounce = _bounce_for(smtp, "dead@example.com")
     verp = smtp.to("dead@example.com")[0].mail_from
-    controller, handler = start_server(intake_for(rt), "bounces", "news.example.com",
-                                       "127.0.0.1", free_port())
+    controller, handler = start_server(
+        intake_for(rt), "bounces", "news.example.com", "127.0.0.1", free_port()
+    )
     try:
         with smtplib.SMTP(controller.hostname, controller.port) as client:
             wire = bounce.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
@@ -94,12 +98,18 @@ def test_a_dsn_arriving_at_its_verp_address_suppresses_the_subscriber(
     assert view.bounced == 1 and view.bounces == {"hard": 1}
     with rt.session() as session:
         [event] = session.execute(select(BounceEvent)).scalars().all()
-    assert (event.kind, event.reason, event.source, event.status_code) == \
-        ("hard", "user_unknown", "dsn", "5.1.1")
+    assert (event.kind, event.reason, event.source, event.status_code) == (
+        "hard",
+        "user_unknown",
+        "dsn",
+        "5.1.1",
+    )
 
 
 def test_a_forged_token_changes_nothing(
-    rt: Runtime, worker: Callable[[], None], smtp: SmtpHandler,
+    rt: Runtime,
+    worker: Callable[[], None],
+    smtp: SmtpHandler,
 ) -> None:
     _sent_edition(rt, worker, "victim@example.com")
     bounce = _bounce_for(smtp, "victim@example.com").decode()
@@ -112,7 +122,9 @@ def test_a_forged_token_changes_nothing(
 
 
 def test_the_same_bounce_is_counted_once(
-    rt: Runtime, worker: Callable[[], None], smtp: SmtpHandler,
+    rt: Runtime,
+    worker: Callable[[], None],
+    smtp: SmtpHandler,
 ) -> None:
     _sent_edition(rt, worker, "full@example.com")
     bounce = _bounce_for(smtp, "full@example.com", "postfix_mailbox_full.eml")
@@ -125,7 +137,10 @@ def test_the_same_bounce_is_counted_once(
 
 
 def test_ingest_prints_a_json_line_per_recipient_and_keeps_garbage_aside(
-    rt: Runtime, worker: Callable[[], None], smtp: SmtpHandler, env: dict[str, str],
+    rt: Runtime,
+    worker: Callable[[], None],
+    smtp: SmtpHandler,
+    env: dict[str, str],
     tmp_path: Path,
 ) -> None:
     _sent_edition(rt, worker, "gone@example.com")
@@ -133,8 +148,9 @@ def test_ingest_prints_a_json_line_per_recipient_and_keeps_garbage_aside(
     inbox.mkdir()
     (inbox / "1-bounce.eml").write_bytes(_bounce_for(smtp, "gone@example.com"))
     (inbox / "2-junk.eml").write_bytes(b"\x00\xff" * 5000)
-    (inbox / "3-ooo.eml").write_bytes((DATA / "bounces" / "auto_reply_out_of_office.eml")
-                                      .read_bytes())
+    (inbox / "3-ooo.eml").write_bytes(
+        (DATA / "bounces" / "auto_reply_out_of_office.eml").read_bytes()
+    )
     command = [sys.executable, "-m", "worker.cli", "bounces", "ingest", str(inbox), "--json"]
 
     dry = subprocess.run([*command, "--dry-run"], env=env, capture_output=True, text=True)
@@ -146,11 +162,19 @@ def test_ingest_prints_a_json_line_per_recipient_and_keeps_garbage_aside(
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     assert dry.stdout == result.stdout
     assert [{k: line[k] for k in ("file", "recipient", "kind", "status")} for line in lines] == [
-        {"file": str(inbox / "1-bounce.eml"), "recipient": "gone@example.com", "kind": "hard",
-         "status": "5.1.1"},
+        {
+            "file": str(inbox / "1-bounce.eml"),
+            "recipient": "gone@example.com",
+            "kind": "hard",
+            "status": "5.1.1",
+        },
         {"file": str(inbox / "2-junk.eml"), "recipient": None, "kind": "ignored", "status": None},
-        {"file": str(inbox / "3-ooo.eml"), "recipient": lines[2]["recipient"], "kind": "ignored",
-         "status": None},
+        {
+            "file": str(inbox / "3-ooo.eml"),
+            "recipient": lines[2]["recipient"],
+            "kind": "ignored",
+            "status": None,
+        },
     ]
     assert lines[1]["diagnostic"].startswith("kept: ")
     assert "3 messages: 1 ignored, 1 kept, 1 recorded" in result.stderr
@@ -160,13 +184,24 @@ def test_ingest_prints_a_json_line_per_recipient_and_keeps_garbage_aside(
 
 
 def test_ingest_reads_an_mbox_from_stdin(
-    rt: Runtime, worker: Callable[[], None], smtp: SmtpHandler, env: dict[str, str],
+    rt: Runtime,
+    worker: Callable[[], None],
+    smtp: SmtpHandler,
+    env: dict[str, str],
 ) -> None:
     _sent_edition(rt, worker, "a@example.com", "b@example.com")
-    mbox = b"".join(b"From MAILER-DAEMON Fri Nov 27 15:02:11 2026\n" + _bounce_for(smtp, e)
-                    .replace(b"\r\n", b"\n") + b"\n" for e in ("a@example.com", "b@example.com"))
-    result = subprocess.run([sys.executable, "-m", "worker.cli", "bounces", "ingest", "-"],
-                            env=env, input=mbox, capture_output=True)
+    mbox = b"".join(
+        b"From MAILER-DAEMON Fri Nov 27 15:02:11 2026\n"
+        + _bounce_for(smtp, e).replace(b"\r\n", b"\n")
+        + b"\n"
+        for e in ("a@example.com", "b@example.com")
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "worker.cli", "bounces", "ingest", "-"],
+        env=env,
+        input=mbox,
+        capture_output=True,
+    )
     assert result.returncode == 0, result.stderr
     assert b"2 messages: 2 recorded" in result.stderr
     assert _status(rt, "a@example.com") == _status(rt, "b@example.com") == "bounced"
@@ -183,7 +218,9 @@ def test_garbage_of_every_kind_is_kept_aside_and_the_intake_keeps_running(rt: Ru
 
 
 def test_three_soft_bounces_on_distinct_days_suspend_and_a_success_resets(
-    rt: Runtime, worker: Callable[[], None], smtp: SmtpHandler,
+    rt: Runtime,
+    worker: Callable[[], None],
+    smtp: SmtpHandler,
 ) -> None:
     _sent_edition(rt, worker, "flaky@example.com")
     with rt.session() as session:
@@ -195,10 +232,20 @@ def test_three_soft_bounces_on_distinct_days_suspend_and_a_success_resets(
 
     def soft(days_from_now: float) -> str | None:
         with rt.session() as session, session.begin():
-            outcome = record_bounce(session, BounceFacts(
-                kind="soft", reason="mailbox_full", source="dsn", recipient="flaky@example.com",
-                status="4.2.2", diagnostic="mailbox full", subscriber_id=sid,
-                received_at=later + timedelta(days=days_from_now)), policy)
+            outcome = record_bounce(
+                session,
+                BounceFacts(
+                    kind="soft",
+                    reason="mailbox_full",
+                    source="dsn",
+                    recipient="flaky@example.com",
+                    status="4.2.2",
+                    diagnostic="mailbox full",
+                    subscriber_id=sid,
+                    received_at=later + timedelta(days=days_from_now),
+                ),
+                policy,
+            )
         return outcome.subscriber_status
 
     assert soft(0) is None
@@ -208,7 +255,9 @@ def test_three_soft_bounces_on_distinct_days_suspend_and_a_success_resets(
 
 
 def test_sender_problems_do_not_penalise_the_subscriber(
-    rt: Runtime, worker: Callable[[], None], smtp: SmtpHandler,
+    rt: Runtime,
+    worker: Callable[[], None],
+    smtp: SmtpHandler,
 ) -> None:
     _sent_edition(rt, worker, "blocked@example.com")
     bounce = _bounce_for(smtp, "blocked@example.com", "postfix_spamhaus_blocked.eml")
@@ -227,8 +276,9 @@ def http(make_settings: Callable[..., object], redis_client: object) -> httpx.Cl
 
     from worker.runtime import open_runtime
 
-    settings = make_settings(postmark_username="pm", postmark_password="s3cret",
-                             mailgun_signing_key="mg-key")
+    settings = make_settings(
+        postmark_username="pm", postmark_password="s3cret", mailgun_signing_key="mg-key"
+    )
     rt = open_runtime(settings, redis_client=redis_client)  # type: ignore[arg-type]
     with TestClient(create_app(settings, rt)) as client:  # type: ignore[arg-type]
         client.rt = rt  # type: ignore[attr-defined]
@@ -237,10 +287,17 @@ def http(make_settings: Callable[..., object], redis_client: object) -> httpx.Cl
 
 
 def _postmark(email: str, event_id: int = 42) -> dict[str, object]:
-    return {"RecordType": "Bounce", "ID": event_id, "Type": "HardBounce", "TypeCode": 1,
-            "Email": email, "Description": "The server was unable to deliver your message",
-            "Details": "smtp;550 5.1.1 The email account that you tried to reach does not exist",
-            "BouncedAt": "2026-11-27T15:00:00Z", "MessageID": "883953f4-6105-42a2-a16a-77a8eac79483"}
+    return {
+        "RecordType": "Bounce",
+        "ID": event_id,
+        "Type": "HardBounce",
+        "TypeCode": 1,
+        "Email": email,
+        "Description": "The server was unable to deliver your message",
+        "Details": "smtp;550 5.1.1 The email account that you tried to reach does not exist",
+        "BouncedAt": "2026-11-27T15:00:00Z",
+        "MessageID": "883953f4-6105-42a2-a16a-77a8eac79483",
+    }
 
 
 def test_a_postmark_bounce_is_recorded_once_even_when_posted_twice(http: httpx.Client) -> None:
@@ -248,29 +305,45 @@ def test_a_postmark_bounce_is_recorded_once_even_when_posted_twice(http: httpx.C
     subscribe(rt, ("pm-dead@example.com", "", ()))
     auth = "Basic " + base64.b64encode(b"pm:s3cret").decode()
     for _ in range(2):
-        answer = http.post("/webhooks/postmark", json=_postmark("pm-dead@example.com"),
-                           headers={"Authorization": auth})
+        answer = http.post(
+            "/webhooks/postmark",
+            json=_postmark("pm-dead@example.com"),
+            headers={"Authorization": auth},
+        )
         assert answer.status_code == 200, answer.text
     assert answer.json() == {"received": 1, "recorded": 0}
     assert _status(rt, "pm-dead@example.com") == "bounced"
     with rt.session() as session:
         [event] = session.execute(select(BounceEvent)).scalars().all()
-    assert (event.source, event.kind, event.provider_event_id) == ("postmark", "hard", "postmark:42")
+    assert (event.source, event.kind, event.provider_event_id) == (
+        "postmark",
+        "hard",
+        "postmark:42",
+    )
 
 
-@pytest.mark.parametrize(("headers", "body", "code"), [
-    ({"Authorization": "Basic " + base64.b64encode(b"pm:wrong").decode()}, None, 401),
-    ({}, None, 401),
-    ({"Authorization": "Basic " + base64.b64encode(b"pm:s3cret").decode()}, b"{not json", 400),
-])
+@pytest.mark.parametrize(
+    ("headers", "body", "code"),
+    [
+        ({"Authorization": "Basic " + base64.b64encode(b"pm:wrong").decode()}, None, 401),
+        ({}, None, 401),
+        ({"Authorization": "Basic " + base64.b64encode(b"pm:s3cret").decode()}, b"{not json", 400),
+    ],
+)
 def test_a_bad_postmark_request_is_refused_and_records_nothing(
-    http: httpx.Client, headers: dict[str, str], body: bytes | None, code: int,
+    http: httpx.Client,
+    headers: dict[str, str],
+    body: bytes | None,
+    code: int,
 ) -> None:
     rt: Runtime = http.rt  # type: ignore[attr-defined]
     subscribe(rt, ("pm-safe@example.com", "", ()))
     content = body if body is not None else json.dumps(_postmark("pm-safe@example.com")).encode()
-    answer = http.post("/webhooks/postmark", content=content,
-                       headers={**headers, "Content-Type": "application/json"})
+    answer = http.post(
+        "/webhooks/postmark",
+        content=content,
+        headers={**headers, "Content-Type": "application/json"},
+    )
     assert answer.status_code == code
     assert _status(rt, "pm-safe@example.com") == "active"
 
@@ -280,10 +353,16 @@ def test_a_mailgun_complaint_is_verified_and_a_replay_is_refused(http: httpx.Cli
     subscribe(rt, ("mg-angry@example.com", "", ()))
     timestamp, token = str(int(time.time())), "a" * 50
     signature = hmac.new(b"mg-key", (timestamp + token).encode(), hashlib.sha256).hexdigest()
-    payload = {"signature": {"timestamp": timestamp, "token": token, "signature": signature},
-               "event-data": {"id": "mg-event-1", "event": "complained",
-                              "recipient": "mg-angry@example.com", "timestamp": float(timestamp),
-                              "message": {"headers": {"message-id": "x@mg.example.com"}}}}
+    payload = {
+        "signature": {"timestamp": timestamp, "token": token, "signature": signature},
+        "event-data": {
+            "id": "mg-event-1",
+            "event": "complained",
+            "recipient": "mg-angry@example.com",
+            "timestamp": float(timestamp),
+            "message": {"headers": {"message-id": "x@mg.example.com"}},
+        },
+    }
     first = http.post("/webhooks/mailgun", json=payload)
     assert first.status_code == 200, first.text
     assert _status(rt, "mg-angry@example.com") == "complained"

@@ -22,16 +22,42 @@ from worker.planning import week_of
 from worker.runtime import Runtime
 
 COMMANDS = [
-    [], ["init"], ["demo"], ["up"], ["web"], ["worker"], ["scheduler"], ["comparisons"],
-    ["comparisons", "import"], ["subscribers"], ["subscribers", "add"],
-    ["subscribers", "import"], ["subscribers", "export"], ["send"], ["preview"], ["test-send"],
-    ["pause"], ["resume"], ["cancel"], ["retry"], ["status"], ["bounces"],
+    [],
+    ["init"],
+    ["demo"],
+    ["up"],
+    ["web"],
+    ["worker"],
+    ["scheduler"],
+    ["comparisons"],
+    ["comparisons", "import"],
+    ["subscribers"],
+    ["subscribers", "add"],
+    ["subscribers", "import"],
+    ["subscribers", "export"],
+    ["send"],
+    ["preview"],
+    ["test-send"],
+    ["pause"],
+    ["resume"],
+    ["cancel"],
+    ["retry"],
+    ["status"],
+    ["bounces"],
 ]
 
 
-def run(env: dict[str, str], *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "worker.cli", *args], env=env, input=stdin,
-                          capture_output=True, text=True, timeout=120)
+def run(
+    env: dict[str, str], *args: str, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "worker.cli", *args],
+        env=env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "newsletter")
@@ -58,8 +84,9 @@ def test_status_of_a_week_without_edition_exits_1(rt: Runtime, env: dict[str, st
         (["pause", "--week", "2026-W01"], "error: no edition for 2026-W01"),
     ],
 )
-def test_bad_input_is_one_line_and_non_zero(rt: Runtime, env: dict[str, str], args: list[str],
-                                            message: str) -> None:
+def test_bad_input_is_one_line_and_non_zero(
+    rt: Runtime, env: dict[str, str], args: list[str], message: str
+) -> None:
     result = run(env, *args)
     assert result.returncode != 0
     lines = result.stderr.strip().splitlines()
@@ -68,7 +95,9 @@ def test_bad_input_is_one_line_and_non_zero(rt: Runtime, env: dict[str, str], ar
 
 
 def test_subscriber_csv_reports_bad_rows_by_line_and_merges_duplicates(
-    rt: Runtime, env: dict[str, str], tmp_path: Path,
+    rt: Runtime,
+    env: dict[str, str],
+    tmp_path: Path,
 ) -> None:
     source = tmp_path / "people.csv"
     source.write_text(
@@ -76,8 +105,10 @@ def test_subscriber_csv_reports_bad_rows_by_line_and_merges_duplicates(
         "ada@example.com,Ada,Writing;Developer Tools\n"
         "not-an-address,Bob,\n"
         "ADA@example.com,Ada L.,Writing\n"
-        "eve@example.com,\"Eve\r\nBcc: x@example.com\",\n"
-        "zoe@example.org,Zoë,\n", encoding="utf-8")
+        'eve@example.com,"Eve\r\nBcc: x@example.com",\n'
+        "zoe@example.org,Zoë,\n",
+        encoding="utf-8",
+    )
     result = run(env, "subscribers", "import", str(source), "--confirmed")
     assert result.returncode == 0, result.stderr
     assert "skipped line 3: email:" in result.stderr
@@ -89,8 +120,9 @@ def test_subscriber_csv_reports_bad_rows_by_line_and_merges_duplicates(
         assert (ada.name, ada.categories, ada.status) == ("Ada L.", "Writing", "active")
 
 
-def test_strict_import_loads_nothing_when_a_row_is_bad(rt: Runtime, env: dict[str, str],
-                                                        tmp_path: Path) -> None:
+def test_strict_import_loads_nothing_when_a_row_is_bad(
+    rt: Runtime, env: dict[str, str], tmp_path: Path
+) -> None:
     source = tmp_path / "people.csv"
     source.write_text("email,name\nok@example.com,Ok\nbroken,No\n")
     result = run(env, "subscribers", "import", str(source), "--strict")
@@ -101,15 +133,21 @@ def test_strict_import_loads_nothing_when_a_row_is_bad(rt: Runtime, env: dict[st
 
 
 def test_export_then_import_round_trips(rt: Runtime, env: dict[str, str], tmp_path: Path) -> None:
-    subscribe(rt, ("ada@example.com", "Ada, Countess", ("Writing", "Developer Tools")),
-              ("bob@example.net", "", ()))
+    subscribe(
+        rt,
+        ("ada@example.com", "Ada, Countess", ("Writing", "Developer Tools")),
+        ("bob@example.net", "", ()),
+    )
     subscribe(rt, ("pending@example.org", "Pat", ()), confirmed=False)
     exported = run(env, "subscribers", "export")
     assert exported.returncode == 0
     rows = list(csv.DictReader(io.StringIO(exported.stdout)))
     assert list(rows[0])[:5] == ["email", "name", "status", "categories", "cadence"]
     assert {r["email"]: r["status"] for r in rows} == {
-        "ada@example.com": "active", "bob@example.net": "active", "pending@example.org": "pending"}
+        "ada@example.com": "active",
+        "bob@example.net": "active",
+        "pending@example.org": "pending",
+    }
 
     target = tmp_path / "export.csv"
     target.write_text(exported.stdout)
@@ -117,15 +155,21 @@ def test_export_then_import_round_trips(rt: Runtime, env: dict[str, str], tmp_pa
         conn.exec_driver_sql("DELETE FROM subscriber")
     again = run(env, "subscribers", "import", str(target))
     assert "3 added" in again.stderr, again.stderr
-    assert run(env, "subscribers", "export").stdout.splitlines()[1:] == \
-        exported.stdout.splitlines()[1:]
+    assert (
+        run(env, "subscribers", "export").stdout.splitlines()[1:]
+        == exported.stdout.splitlines()[1:]
+    )
 
 
 def test_dry_run_shows_the_plan_and_changes_nothing(rt: Runtime, env: dict[str, str]) -> None:
     now = utcnow()
     week = week_of(now, UTC)
-    load(rt, comparison("dev-duel", "Developer Tools", now - timedelta(minutes=5),
-                        title="Dev Duel: A vs B"))
+    load(
+        rt,
+        comparison(
+            "dev-duel", "Developer Tools", now - timedelta(minutes=5), title="Dev Duel: A vs B"
+        ),
+    )
     result = run(env, "send", "--week", week, "--dry-run")
     assert result.returncode == 0
     assert "Dev Duel: A vs B" in result.stderr and "nothing was changed" in result.stderr
@@ -135,8 +179,12 @@ def test_dry_run_shows_the_plan_and_changes_nothing(rt: Runtime, env: dict[str, 
 
 def test_preview_writes_the_digest_html(rt: Runtime, env: dict[str, str], tmp_path: Path) -> None:
     now = utcnow()
-    load(rt, comparison("dev-duel", "Developer Tools", now - timedelta(minutes=5),
-                        title="Dev Duel: A vs B"))
+    load(
+        rt,
+        comparison(
+            "dev-duel", "Developer Tools", now - timedelta(minutes=5), title="Dev Duel: A vs B"
+        ),
+    )
     target = tmp_path / "preview.html"
     result = run(env, "preview", "--out", str(target))
     assert result.returncode == 0, result.stderr
@@ -145,7 +193,9 @@ def test_preview_writes_the_digest_html(rt: Runtime, env: dict[str, str], tmp_pa
 
 
 def test_test_send_reaches_the_server_and_counts_nowhere(
-    rt: Runtime, env: dict[str, str], smtp: SmtpHandler,
+    rt: Runtime,
+    env: dict[str, str],
+    smtp: SmtpHandler,
 ) -> None:
     now = utcnow()
     load(rt, comparison("dev-duel", "Developer Tools", now - timedelta(minutes=5)))

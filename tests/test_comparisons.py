@@ -48,8 +48,9 @@ def test_the_seed_comparison_has_the_pages_ship_percentages() -> None:
         ({"slug": "Has Spaces"}, "slug", "pattern"),
     ],
 )
-def test_a_bad_field_gets_a_clear_message(change: dict[str, object], field: str,
-                                          message: str) -> None:
+def test_a_bad_field_gets_a_clear_message(
+    change: dict[str, object], field: str, message: str
+) -> None:
     record = next(r for r in json.loads(SAMPLES.read_text()) if r["slug"].startswith("axolotl"))
     with pytest.raises(RecordError) as info:
         validate_record(7, {**record, **change})
@@ -87,11 +88,18 @@ def test_reimporting_a_slug_updates_it(rt: Runtime) -> None:
     assert len(view.tool_a.reviews) + len(view.tool_b.reviews) == 1
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ("{not json", "not valid JSON: Expecting property name enclosed in double quotes at line 1"),
-    ('"a string"', "expected a JSON array"),
-])
-def test_a_file_that_is_not_an_array_of_records_is_refused(rt: Runtime, text: str,
-                                                            message: str) -> None:
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "{not json",
+            "not valid JSON: Expecting property name enclosed in double quotes at line 1",
+        ),
+        ('"a string"', "expected a JSON array"),
+    ],
+)
+def test_a_file_that_is_not_an_array_of_records_is_refused(
+    rt: Runtime, text: str, message: str
+) -> None:
     with pytest.raises(InputError, match=message):
         import_comparisons(rt.engine, text)

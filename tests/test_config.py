@@ -31,8 +31,9 @@ from worker.errors import ConfigError
         ("NEWSLETTER_STUCK_AFTER_S", "1", "greater than or equal to 5"),
     ],
 )
-def test_a_bad_value_names_its_variable(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
-                                        variable: str, value: str, message: str) -> None:
+def test_a_bad_value_names_its_variable(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, variable: str, value: str, message: str
+) -> None:
     monkeypatch.setenv("NEWSLETTER_DATA_DIR", str(tmp_path))
     monkeypatch.setenv(variable, value)
     with pytest.raises(ConfigError) as info:
@@ -41,8 +42,9 @@ def test_a_bad_value_names_its_variable(monkeypatch: pytest.MonkeyPatch, tmp_pat
     assert message.lower() in str(info.value).lower()
 
 
-def test_secrets_are_generated_once_and_kept_in_the_data_dir(monkeypatch: pytest.MonkeyPatch,
-                                                              tmp_path: Path) -> None:
+def test_secrets_are_generated_once_and_kept_in_the_data_dir(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.setenv("NEWSLETTER_DATA_DIR", str(tmp_path / "data"))
     first = load_settings()
     second = load_settings()
@@ -51,8 +53,9 @@ def test_secrets_are_generated_once_and_kept_in_the_data_dir(monkeypatch: pytest
     assert (tmp_path / "data" / "secret_key").stat().st_mode & 0o077 == 0
 
 
-def test_given_secrets_win_over_the_kept_ones(monkeypatch: pytest.MonkeyPatch,
-                                              tmp_path: Path) -> None:
+def test_given_secrets_win_over_the_kept_ones(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.setenv("NEWSLETTER_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("NEWSLETTER_OPERATOR_TOKEN", "op-token")
     assert load_settings().operator_token == "op-token"
@@ -61,9 +64,13 @@ def test_given_secrets_win_over_the_kept_ones(monkeypatch: pytest.MonkeyPatch,
 def test_the_cli_reports_a_bad_setting_in_one_line(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "worker.cli", "status"],
-        env={"NEWSLETTER_DATA_DIR": str(tmp_path), "NEWSLETTER_DIGEST_MAX": "many",
-             "PATH": "/usr/bin:/bin"},
-        capture_output=True, text=True,
+        env={
+            "NEWSLETTER_DATA_DIR": str(tmp_path),
+            "NEWSLETTER_DIGEST_MAX": "many",
+            "PATH": "/usr/bin:/bin",
+        },
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [

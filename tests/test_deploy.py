@@ -22,8 +22,9 @@ def test_compose_names_the_services_of_a_deployment() -> None:
     for role in ("web", "worker", "scheduler"):
         assert services[role]["command"][0] == "newsletter"
         assert services[role]["command"][1] == role
-        assert services[role]["depends_on"]["migrate"]["condition"] == \
-            "service_completed_successfully"
+        assert (
+            services[role]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+        )
     assert services["migrate"]["command"] == ["newsletter", "init"]
 
 

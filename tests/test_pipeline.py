@@ -9,12 +9,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy import select
 
 from tests.conftest import SmtpHandler
 from tests.factories import comparison, load, send, subscribe
 from worker import editions, store
-from sqlalchemy import select
-
 from worker.models import Delivery, SubscriberStatus, utcnow
 from worker.planning import week_of
 from worker.runtime import Runtime
@@ -30,19 +29,27 @@ def _week_and_now() -> tuple[str, datetime]:
 
 def _setup_edition(rt: Runtime, now: datetime) -> dict[str, tuple[str, ...]]:
     """3 comparisons in three categories, 30 subscribers with assorted preferences."""
-    load(rt,
-         comparison("dev-duel", "Developer Tools", now - timedelta(minutes=30)),
-         comparison("pen-duel", "Writing", now - timedelta(minutes=20)),
-         comparison("img-duel", "Image Generation", now - timedelta(minutes=10)))
+    load(
+        rt,
+        comparison("dev-duel", "Developer Tools", now - timedelta(minutes=30)),
+        comparison("pen-duel", "Writing", now - timedelta(minutes=20)),
+        comparison("img-duel", "Image Generation", now - timedelta(minutes=10)),
+    )
     people: dict[str, tuple[str, ...]] = {}
     for i in range(30):
         prefs: tuple[str, ...] = (
-            () if i % 5 == 0 else (CATEGORIES[i % 3],) if i % 5 in (1, 2)
-            else (CATEGORIES[i % 3], CATEGORIES[(i + 1) % 3]) if i % 5 == 3
+            ()
+            if i % 5 == 0
+            else (CATEGORIES[i % 3],)
+            if i % 5 in (1, 2)
+            else (CATEGORIES[i % 3], CATEGORIES[(i + 1) % 3])
+            if i % 5 == 3
             else ("Audio & Voice",)  # matches nothing this week: skipped
         )
         people[f"reader{i}@example.com"] = prefs
-    subscribe(rt, *[(email, f"Reader {i}", prefs) for i, (email, prefs) in enumerate(people.items())])
+    subscribe(
+        rt, *[(email, f"Reader {i}", prefs) for i, (email, prefs) in enumerate(people.items())]
+    )
     return people
 
 
@@ -52,7 +59,10 @@ def _expected_slugs(prefs: tuple[str, ...]) -> set[str]:
 
 
 def test_an_edition_reaches_exactly_the_right_readers_with_the_right_comparisons(
-    rt: Runtime, worker: Callable[[], None], smtp: SmtpHandler, env: dict[str, str],
+    rt: Runtime,
+    worker: Callable[[], None],
+    smtp: SmtpHandler,
+    env: dict[str, str],
 ) -> None:
     week, now = _week_and_now()
     people = _setup_edition(rt, now)
@@ -70,21 +80,44 @@ def test_an_edition_reaches_exactly_the_right_readers_with_the_right_comparisons
         carried = {slug for slug in ("dev-duel", "pen-duel", "img-duel") if f"/{slug}" in html}
         assert carried == _expected_slugs(people[email]), email
 
-    result = subprocess.run([sys.executable, "-m", "worker.cli", "status", "--week", week,
-                             "--json"], env=env, capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "worker.cli", "status", "--week", week, "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     counts = json.loads(result.stdout)
     skipped = sum(1 for prefs in people.values() if not _expected_slugs(prefs))
-    assert counts == {**counts, "week": week, "status": "sent", "total": 30,
-                      "sent": 30 - skipped, "skipped": skipped, "queued": 0, "sending": 0,
-                      "failed": 0, "bounced": 0}
+    assert counts == {
+        **counts,
+        "week": week,
+        "status": "sent",
+        "total": 30,
+        "sent": 30 - skipped,
+        "skipped": skipped,
+        "queued": 0,
+        "sending": 0,
+        "failed": 0,
+        "bounced": 0,
+    }
 
 
 def test_every_mail_has_the_headers_of_spec_section_5(
-    rt: Runtime, worker: Callable[[], None], smtp: SmtpHandler,
+    rt: Runtime,
+    worker: Callable[[], None],
+    smtp: SmtpHandler,
 ) -> None:
     week, now = _week_and_now()
-    load(rt, comparison("dev-duel", "Developer Tools", now - timedelta(minutes=5),
-                        title="Café <b>bold</b> & “quotes”"))
+    load(
+        rt,
+        comparison(
+            "dev-duel",
+            "Developer Tools",
+            now - timedelta(minutes=5),
+            title="Café <b>bold</b> & “quotes”",
+        ),
+    )
     subscribe(rt, ("ada@example.com", "Ada <script>", ()))
     send(rt, week, now)
     worker()
@@ -116,7 +149,9 @@ def test_every_mail_has_the_headers_of_spec_section_5(
 
 
 def test_sending_a_week_twice_sends_nothing_new(
-    rt: Runtime, worker: Callable[[], None], smtp: SmtpHandler,
+    rt: Runtime,
+    worker: Callable[[], None],
+    smtp: SmtpHandler,
 ) -> None:
     week, now = _week_and_now()
     load(rt, comparison("dev-duel", "Developer Tools", now - timedelta(minutes=5)))
@@ -133,7 +168,9 @@ def test_sending_a_week_twice_sends_nothing_new(
 
 
 def test_a_deliver_job_run_twice_sends_once(
-    rt: Runtime, worker: Callable[[], None], smtp: SmtpHandler,
+    rt: Runtime,
+    worker: Callable[[], None],
+    smtp: SmtpHandler,
 ) -> None:
     week, now = _week_and_now()
     load(rt, comparison("dev-duel", "Developer Tools", now - timedelta(minutes=5)))
@@ -150,8 +187,12 @@ def test_a_deliver_job_run_twice_sends_once(
 
 
 def test_a_week_with_nothing_new_is_not_sent(rt: Runtime, env: dict[str, str]) -> None:
-    result = subprocess.run([sys.executable, "-m", "worker.cli", "send", "--week", "2026-W10"],
-                            env=env, capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "worker.cli", "send", "--week", "2026-W10"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0
     assert "nothing to send for 2026-W10" in result.stderr
     with rt.session() as session:
@@ -159,7 +200,9 @@ def test_a_week_with_nothing_new_is_not_sent(rt: Runtime, env: dict[str, str]) -
 
 
 def test_an_unsubscribed_reader_is_skipped_even_when_already_queued(
-    rt: Runtime, smtp: SmtpHandler, request: pytest.FixtureRequest,
+    rt: Runtime,
+    smtp: SmtpHandler,
+    request: pytest.FixtureRequest,
 ) -> None:
     week, now = _week_and_now()
     load(rt, comparison("dev-duel", "Developer Tools", now - timedelta(minutes=5)))
@@ -168,9 +211,13 @@ def test_an_unsubscribed_reader_is_skipped_even_when_already_queued(
         leaver = store.get_subscriber_by_email(session, "leave@example.com")
         assert leaver is not None and leaver.id is not None
     # Fan out and queue everything with no worker running; then the reader leaves.
-    editions.start_send(rt, week, now,
-                        lambda eid: editions.fan_out(rt, eid, rt.actors.enqueue_deliveries),
-                        rt.actors.enqueue_deliveries)
+    editions.start_send(
+        rt,
+        week,
+        now,
+        lambda eid: editions.fan_out(rt, eid, rt.actors.enqueue_deliveries),
+        rt.actors.enqueue_deliveries,
+    )
     assert editions.status(rt, week).queued == 2
     with rt.session() as session, session.begin():
         store.mark_subscriber_status(session, leaver.id, SubscriberStatus.unsubscribed)

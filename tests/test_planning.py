@@ -36,21 +36,44 @@ def c(id_: int, when: datetime, category: str = "Developer Tools") -> Candidate:
     ("title", "candidates", "carried", "now", "digest_max", "expected"),
     [
         ("newest first", [c(1, at(5)), c(2, at(3)), c(3, at(4))], set(), NOW, 10, [2, 3, 1]),
-        ("future-dated ones wait", [c(1, at(4)), c(2, NOW + timedelta(hours=1))], set(), NOW,
-         10, [1]),
+        (
+            "future-dated ones wait",
+            [c(1, at(4)), c(2, NOW + timedelta(hours=1))],
+            set(),
+            NOW,
+            10,
+            [1],
+        ),
         ("carried by an earlier edition", [c(1, at(4)), c(2, at(5))], {2}, NOW, 10, [1]),
-        ("14-day window is inclusive at its start", [c(1, at(14)), c(2, at(14, 1))], set(),
-         END_W48, 10, [1]),
-        ("published in the next week", [c(1, END_W48), c(2, at(0, 1))], set(),
-         END_W48 + timedelta(days=1), 10, [2]),
-        ("at most digest_max", [c(i, at(1, i)) for i in range(1, 6)], set(), END_W48, 3,
-         [1, 2, 3]),
+        (
+            "14-day window is inclusive at its start",
+            [c(1, at(14)), c(2, at(14, 1))],
+            set(),
+            END_W48,
+            10,
+            [1],
+        ),
+        (
+            "published in the next week",
+            [c(1, END_W48), c(2, at(0, 1))],
+            set(),
+            END_W48 + timedelta(days=1),
+            10,
+            [2],
+        ),
+        ("at most digest_max", [c(i, at(1, i)) for i in range(1, 6)], set(), END_W48, 3, [1, 2, 3]),
         ("the empty week", [], set(), NOW, 10, []),
         ("only old ones", [c(1, at(20))], set(), NOW, 10, []),
     ],
 )
-def test_plan_edition(title: str, candidates: list[Candidate], carried: set[int],
-                      now: datetime, digest_max: int, expected: list[int]) -> None:
+def test_plan_edition(
+    title: str,
+    candidates: list[Candidate],
+    carried: set[int],
+    now: datetime,
+    digest_max: int,
+    expected: list[int],
+) -> None:
     chosen = plan_edition("2026-W48", UTC_ZONE, now, candidates, carried, digest_max)
     assert [x.id for x in chosen] == expected, title
 
@@ -88,7 +111,8 @@ def test_long_years_have_a_week_53() -> None:
         (["Audio & Voice"], ()),
     ],
 )
-def test_subscribers_get_only_their_categories(categories: list[str],
-                                               expected: tuple[int, ...]) -> None:
+def test_subscribers_get_only_their_categories(
+    categories: list[str], expected: tuple[int, ...]
+) -> None:
     planned = [c(1, at(1), "Developer Tools"), c(2, at(2), "Writing"), c(3, at(3), "Productivity")]
     assert pick_for(category_key(categories), planned) == expected

@@ -24,6 +24,7 @@ QUEUE_DELIVERIES = "deliveries"
 QUEUE_TRANSACTIONAL = "transactional"
 REFILL_EVERY_MS = 1000
 SWEEP_LOCK = "newsletter:sweep"
+BOUNCE_POLL_LOCK = "newsletter:bounce-poll"
 
 
 class Actors:
@@ -34,21 +35,50 @@ class Actors:
         broker = rt.broker
 
         def declare(fn: Callable[..., Any], name: str, queue: str, **options: Any) -> Any:
-            return dramatiq.actor(fn, broker=broker, actor_name=name, queue_name=queue, **options)
+            decorator = dramatiq.actor(broker=broker, actor_name=name, queue_name=queue, **options)
+            return decorator(fn)
 
-        self.fan_out = declare(self._fan_out, "fan_out", QUEUE_EDITIONS,
-                               max_retries=20, min_backoff=1000, max_backoff=60_000,
-                               time_limit=6 * 3600 * 1000, priority=5)
-        self.refill = declare(self._refill, "refill", QUEUE_EDITIONS, max_retries=3,
-                              min_backoff=1000, time_limit=600_000, priority=5)
-        self.deliver = declare(self._deliver, "deliver", QUEUE_DELIVERIES, max_retries=5,
-                               min_backoff=1000, max_backoff=60_000, time_limit=600_000,
-                               priority=10)
+        self.fan_out = declare(
+            self._fan_out,
+            "fan_out",
+            QUEUE_EDITIONS,
+            max_retries=20,
+            min_backoff=1000,
+            max_backoff=60_000,
+            time_limit=6 * 3600 * 1000,
+            priority=5,
+        )
+        self.refill = declare(
+            self._refill,
+            "refill",
+            QUEUE_EDITIONS,
+            max_retries=3,
+            min_backoff=1000,
+            time_limit=600_000,
+            priority=5,
+        )
+        self.deliver = declare(
+            self._deliver,
+            "deliver",
+            QUEUE_DELIVERIES,
+            max_retries=5,
+            min_backoff=1000,
+            max_backoff=60_000,
+            time_limit=600_000,
+            priority=10,
+        )
         # Transactional mail (confirmations) has a queue of its own, so it never waits behind
         # an edition in progress, and the highest priority for worker threads.
-        self.send_mail = declare(self._send_mail, "send_mail", QUEUE_TRANSACTIONAL,
-                                 max_retries=10, min_backoff=2000, max_backoff=300_000,
-                                 time_limit=120_000, priority=0)
+        self.send_mail = declare(
+            self._send_mail,
+            "send_mail",
+            QUEUE_TRANSACTIONAL,
+            max_retries=10,
+            min_backoff=2000,
+            max_backoff=300_000,
+            time_limit=120_000,
+            priority=0,
+        )
 
     # --- what the pipeline calls to hand work over --------------------------------------
 
@@ -76,8 +106,11 @@ class Actors:
         editions.refill(self.rt, edition_id, utcnow(), self.enqueue_deliveries)
         with self.rt.session() as session:
             edition = store.get_edition_by_id(session, edition_id)
-            unqueued = edition is not None and edition.status == "sending" and \
-                store.has_unenqueued(session, edition_id)
+            unqueued = (
+                edition is not None
+                and edition.status == "sending"
+                and store.has_unenqueued(session, edition_id)
+            )
         if unqueued:
             self.refill.send_with_options(args=(edition_id,), delay=REFILL_EVERY_MS)
         else:
@@ -89,8 +122,12 @@ class Actors:
         except Exception:
             # Unexpected (database down, a bug): hand the row back so the retry can claim it.
             with self.rt.session() as session, session.begin():
-                store.mark_delivery(session, delivery_id, DeliveryStatus.queued,
-                                    error="interrupted by an internal error; retried")
+                store.mark_delivery(
+                    session,
+                    delivery_id,
+                    DeliveryStatus.queued,
+                    error="interrupted by an internal error; retried",
+                )
             raise
 
     def _send_mail(self, kind: str, subscriber_id: int) -> None:
@@ -106,6 +143,20 @@ class Actors:
         if not self.rt.redis.set(SWEEP_LOCK, "1", nx=True, px=max(lock_ms, 1000)):
             return None
         return editions.sweep(self.rt, utcnow(), self.start_fan_out, self.enqueue_deliveries)
+
+    def poll_bounces_once(self) -> int | None:
+        """Read the bounce mailbox if one is set and no process polled it lately."""
+        settings = self.rt.settings
+        if not settings.bounce_mailbox:
+            return None
+        if not self.rt.redis.set(
+            BOUNCE_POLL_LOCK, "1", nx=True, px=int(settings.bounce_poll_interval_s * 1000)
+        ):
+            return None
+        from worker.bounces.intake import intake_for
+        from worker.bounces.mailbox import poll
+
+        return poll(settings.bounce_mailbox, intake_for(self.rt))
 
 
 class Sweeper(threading.Thread):
@@ -123,6 +174,7 @@ class Sweeper(threading.Thread):
                 result = self.actors.sweep_once()
                 if result and (result["requeued"] or result["fanouts"] or result["finished"]):
                     log.info("sweep: %s", result)
+                self.actors.poll_bounces_once()
             except Exception:
                 log.exception("sweep failed; trying again in %ss", interval_s)
 

@@ -17,7 +17,14 @@ from pathlib import Path
 
 import redis
 from dramatiq.brokers.redis import RedisBroker
-from dramatiq.middleware import AgeLimit, Callbacks, Pipelines, Retries, ShutdownNotifications, TimeLimit
+from dramatiq.middleware import (
+    AgeLimit,
+    Callbacks,
+    Pipelines,
+    Retries,
+    ShutdownNotifications,
+    TimeLimit,
+)
 
 from worker.errors import BrokerUnavailable
 
@@ -108,6 +115,7 @@ def connect_redis(redis_url: str | None, data_dir: Path) -> redis.Redis:
 
 def make_broker(client: redis.Redis) -> RedisBroker:
     """A dramatiq broker on ``client``, without the Prometheus middleware (we export our own)."""
-    middleware = [m() for m in (AgeLimit, TimeLimit, ShutdownNotifications, Callbacks,
-                                Pipelines, Retries)]
+    middleware = [
+        m() for m in (AgeLimit, TimeLimit, ShutdownNotifications, Callbacks, Pipelines, Retries)
+    ]
     return RedisBroker(client=client, namespace=NAMESPACE, middleware=middleware)

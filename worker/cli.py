@@ -47,16 +47,18 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-comparisons_app = typer.Typer(help="Load the comparisons the mails are about.",
-                              no_args_is_help=True)
+comparisons_app = typer.Typer(
+    help="Load the comparisons the mails are about.", no_args_is_help=True
+)
 subscribers_app = typer.Typer(help="Add, import and export subscribers.", no_args_is_help=True)
 bounces_app = typer.Typer(help="Bounce and complaint tracking.", no_args_is_help=True)
 app.add_typer(comparisons_app, name="comparisons")
 app.add_typer(subscribers_app, name="subscribers")
 app.add_typer(bounces_app, name="bounces")
 
-WeekOption = Annotated[str | None, typer.Option("--week", help="ISO week, e.g. 2026-W48 "
-                                                "(default: the current week).")]
+WeekOption = Annotated[
+    str | None, typer.Option("--week", help="ISO week, e.g. 2026-W48 (default: the current week).")
+]
 
 
 def _setup_logging(settings: Settings) -> None:
@@ -80,9 +82,16 @@ def _runtime(require_schema: bool = True) -> Iterator[Runtime]:
 
 def _progress() -> Progress:
     return Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TaskProgressColumn(), TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),
-        TextColumn("eta"), TimeRemainingColumn(), console=err, transient=False,
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TaskProgressColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        console=err,
+        transient=False,
     )
 
 
@@ -122,8 +131,7 @@ def comparisons_import(
         report = import_comparisons(rt.engine, text, strict)
     for problem in report.errors:
         err.print(f"skipped {problem}")
-    err.print(f"{report.created} created, {report.updated} updated, "
-              f"{len(report.errors)} invalid")
+    err.print(f"{report.created} created, {report.updated} updated, {len(report.errors)} invalid")
     if report.errors and not report.loaded:
         raise typer.Exit(2)
 
@@ -163,8 +171,10 @@ def subscribers_add(
 
     settings = load_settings()
     item = SubscriberInput(
-        email=clean_email(email, settings.check_deliverability), name=clean_name(name),
-        categories=clean_categories(categories.split(";")), cadence=clean_cadence(cadence),
+        email=clean_email(email, settings.check_deliverability),
+        name=clean_name(name),
+        categories=clean_categories(categories.split(";")),
+        cadence=clean_cadence(cadence),
     )
     with _runtime() as rt, rt.session() as session, session.begin():
         counts = store.merge_subscribers(session, [item], confirmed, "cli")
@@ -176,7 +186,9 @@ def subscribers_add(
 
 @subscribers_app.command("import")
 def subscribers_import(
-    file: Annotated[Path, typer.Argument(help="CSV with columns email,name,categories; - for stdin.")],
+    file: Annotated[
+        Path, typer.Argument(help="CSV with columns email,name,categories; - for stdin.")
+    ],
     confirmed: Annotated[bool, typer.Option(help="New subscribers are active at once.")] = False,
     strict: Annotated[bool, typer.Option(help="Load nothing if any row is bad.")] = False,
 ) -> None:
@@ -207,9 +219,14 @@ def subscribers_import(
                     progress.update(task, rate=f"{rate:,.0f} rows/s")
 
             try:
-                report = import_subscribers(rt.engine, lines(), confirmed, strict,
-                                            check_deliverability=settings.check_deliverability,
-                                            on_row=on_row)
+                report = import_subscribers(
+                    rt.engine,
+                    lines(),
+                    confirmed,
+                    strict,
+                    check_deliverability=settings.check_deliverability,
+                    on_row=on_row,
+                )
             except UnicodeDecodeError as exc:
                 raise InputError(f"{file}: not UTF-8 text ({exc.reason})") from None
             progress.update(task, completed=size or 1, total=size or 1)
@@ -217,8 +234,10 @@ def subscribers_import(
         err.print(f"skipped {problem}")
     if len(report.errors) > 50:
         err.print(f"… and {len(report.errors) - 50} more bad rows")
-    err.print(f"{report.created} added, {report.updated} updated, {report.unchanged} unchanged, "
-              f"{len(report.errors)} bad rows skipped")
+    err.print(
+        f"{report.created} added, {report.updated} updated, {report.unchanged} unchanged, "
+        f"{len(report.errors)} bad rows skipped"
+    )
 
 
 @subscribers_app.command("export")
@@ -230,22 +249,32 @@ def subscribers_export() -> None:
         writer = csv.writer(sys.stdout, lineterminator="\n")
         writer.writerow(EXPORT_COLUMNS)
         for s in store.iter_subscribers(session):
-            writer.writerow([s.email, s.name, s.status, s.categories, s.cadence,
-                             s.created_at.isoformat() if s.created_at else "",
-                             s.confirmed_at.isoformat() if s.confirmed_at else ""])
+            writer.writerow(
+                [
+                    s.email,
+                    s.name,
+                    s.status,
+                    s.categories,
+                    s.cadence,
+                    s.created_at.isoformat() if s.created_at else "",
+                    s.confirmed_at.isoformat() if s.confirmed_at else "",
+                ]
+            )
 
 
 # --- editions -------------------------------------------------------------------------------
 
 
-
 @app.command()
 def send(
     week: WeekOption = None,
-    wait: Annotated[bool, typer.Option("--wait", help="Wait until the edition is complete, "
-                                       "with a progress bar.")] = False,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be sent; "
-                                          "change nothing.")] = False,
+    wait: Annotated[
+        bool,
+        typer.Option("--wait", help="Wait until the edition is complete, with a progress bar."),
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show what would be sent; change nothing.")
+    ] = False,
 ) -> None:
     """Create the week's edition and queue it for the workers (idempotent)."""
     with _runtime() as rt:
@@ -254,8 +283,9 @@ def send(
             _dry_run(rt, week)
             return
         actors = rt.actors
-        outcome = editions.start_send(rt, week, utcnow(), actors.start_fan_out,
-                                      actors.enqueue_deliveries)
+        outcome = editions.start_send(
+            rt, week, utcnow(), actors.start_fan_out, actors.enqueue_deliveries
+        )
         err.print(outcome.message)
         if outcome.edition is None or not wait:
             return
@@ -292,16 +322,22 @@ def _wait_for(rt: Runtime, week: str, timeout_s: float | None = None) -> edition
         while True:
             view = editions.status(rt, week)
             elapsed = max(time.monotonic() - started, 1e-6)
-            progress.update(task, total=max(view.total, 1), completed=view.done,
-                            rate=f"{view.sent / elapsed:,.0f} sent/s")
+            progress.update(
+                task,
+                total=max(view.total, 1),
+                completed=view.done,
+                rate=f"{view.sent / elapsed:,.0f} sent/s",
+            )
             if view.status not in ("sending", "draft"):
                 progress.update(task, total=max(view.total, 1), completed=max(view.total, 1))
                 break
             if view.done != last_done:
                 last_done, last_change = view.done, time.monotonic()
             elif time.monotonic() - last_change > 15:
-                progress.console.print("no progress for 15 s: is a worker running? "
-                                       "(start one with `newsletter worker`)")
+                progress.console.print(
+                    "no progress for 15 s: is a worker running? "
+                    "(start one with `newsletter worker`)"
+                )
                 last_change = time.monotonic()
             if timeout_s is not None and time.monotonic() - started > timeout_s:
                 raise NewsletterError(f"{week}: not complete after {timeout_s:.0f} s")
@@ -324,8 +360,12 @@ def status(
     table = Table(title=f"Edition {view.week}: {view.status}")
     for column in ("total", "queued", "sending", "sent", "failed", "bounced", "skipped"):
         table.add_column(column, justify="right")
-    table.add_row(*(str(getattr(view, c)) for c in
-                    ("total", "queued", "sending", "sent", "failed", "bounced", "skipped")))
+    table.add_row(
+        *(
+            str(getattr(view, c))
+            for c in ("total", "queued", "sending", "sent", "failed", "bounced", "skipped")
+        )
+    )
     out.print(table)
     _bounce_warnings(view)
 
@@ -335,31 +375,41 @@ def _bounce_warnings(view: editions.EditionStatusView) -> None:
     hard = view.bounces.get("hard", 0)
     complaints = view.bounces.get("complaint", 0)
     sender = view.bounces.get("sender", 0)
-    err.print(f"bounces: {hard} hard ({100 * hard / mailed:.2f}%), "
-              f"{view.bounces.get('soft', 0)} soft, {complaints} complaints "
-              f"({100 * complaints / mailed:.3f}%), {sender} sender problems")
+    err.print(
+        f"bounces: {hard} hard ({100 * hard / mailed:.2f}%), "
+        f"{view.bounces.get('soft', 0)} soft, {complaints} complaints "
+        f"({100 * complaints / mailed:.3f}%), {sender} sender problems"
+    )
     if hard / mailed > 0.02:
-        err.print("[bold red]warning:[/] hard bounces above 2%: clean the list before the next send")
+        err.print(
+            "[bold red]warning:[/] hard bounces above 2%: clean the list before the next send"
+        )
     if complaints / mailed > 0.001:
         err.print("[bold red]warning:[/] complaints above 0.1%: mailbox providers will block you")
     if sender:
-        err.print("[yellow]note:[/] some servers refused our mail for a sender reason "
-                  "(policy, reputation, authentication): see `newsletter bounces list --kind sender`")
+        err.print(
+            "[yellow]note:[/] some servers refused our mail for a sender reason "
+            "(policy, reputation, authentication): see `newsletter bounces list --kind sender`"
+        )
 
 
 @app.command()
 def preview(
     week: WeekOption = None,
-    out_file: Annotated[Path | None, typer.Option("--out", help="Write the HTML here "
-                                                  "instead of stdout.")] = None,
+    out_file: Annotated[
+        Path | None, typer.Option("--out", help="Write the HTML here instead of stdout.")
+    ] = None,
 ) -> None:
     """Render the week's digest as HTML (every comparison, sample reader)."""
     with _runtime() as rt:
         week = editions.resolve_week(rt, week)
         with rt.session() as session:
             edition = store.get_edition(session, week)
-        ids = (store_ids(rt, edition.id) if edition and edition.id
-               else editions.plan(rt, week, utcnow()))
+        ids = (
+            store_ids(rt, edition.id)
+            if edition and edition.id
+            else editions.plan(rt, week, utcnow())
+        )
         if not ids:
             raise NotFound(f"nothing to preview for {week}: no comparisons in that week")
         subject, html = editions.preview_html(rt, week, ids)
@@ -407,8 +457,9 @@ def resume(week: Annotated[str, typer.Option("--week", help="ISO week, e.g. 2026
     with _runtime() as rt:
         week = editions.resolve_week(rt, week)
         actors = rt.actors
-        requeued = editions.resume(rt, week, utcnow(), actors.start_fan_out,
-                                   actors.enqueue_deliveries)
+        requeued = editions.resume(
+            rt, week, utcnow(), actors.start_fan_out, actors.enqueue_deliveries
+        )
         view = editions.status(rt, week)
     err.print(f"{week}: {view.status}, {requeued} deliveries re-queued")
 
@@ -457,12 +508,16 @@ def _inbound(path: Path) -> Iterator[tuple[str, bytes]]:
 
 @bounces_app.command("ingest")
 def bounces_ingest(
-    source: Annotated[Path, typer.Argument(help="An RFC 5322 message, a directory of them, "
-                                           "an mbox, or - for stdin.")] = Path("-"),
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Parse and match; change "
-                                          "nothing.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON line per recipient "
-                                          "on stdout.")] = False,
+    source: Annotated[
+        Path,
+        typer.Argument(help="An RFC 5322 message, a directory of them, an mbox, or - for stdin."),
+    ] = Path("-"),
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Parse and match; change nothing.")
+    ] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="One JSON line per recipient on stdout.")
+    ] = False,
 ) -> None:
     """Read bounce mail, match it to deliveries and record it (each message once)."""
     from worker.bounces.intake import intake_for
@@ -483,8 +538,10 @@ def bounces_ingest(
                     progress.console.print(f"{name}: {result.outcome}: {result.reason}")
                 progress.advance(task)
     summary = ", ".join(f"{n} {outcome}" for outcome, n in sorted(tally.items()))
-    err.print(f"{len(messages)} messages: {summary or 'none'}"
-              + (" (dry run: nothing changed)" if dry_run else ""))
+    err.print(
+        f"{len(messages)} messages: {summary or 'none'}"
+        + (" (dry run: nothing changed)" if dry_run else "")
+    )
 
 
 @bounces_app.command("serve")
@@ -500,10 +557,13 @@ def bounces_serve(
     settings = load_settings()
     _setup_logging(settings)
     with _runtime() as rt:
-        controller, handler = start_server(intake_for(rt), settings.bounce_local_part,
-                                           settings.bounce_domain, host, port)
-        err.print(f"receiving bounce mail for {settings.bounce_address} (and its + variants) "
-                  f"on {host}:{port}")
+        controller, handler = start_server(
+            intake_for(rt), settings.bounce_local_part, settings.bounce_domain, host, port
+        )
+        err.print(
+            f"receiving bounce mail for {settings.bounce_address} (and its + variants) "
+            f"on {host}:{port}"
+        )
         try:
             supervisor.wait_for_signal()
         finally:
@@ -527,8 +587,9 @@ def bounces_poll() -> None:
 @bounces_app.command("list")
 def bounces_list(
     week: Annotated[str | None, typer.Option("--week", help="Only this edition.")] = None,
-    kind: Annotated[str | None, typer.Option("--kind", help="hard, soft, complaint or "
-                                             "sender.")] = None,
+    kind: Annotated[
+        str | None, typer.Option("--kind", help="hard, soft, complaint or sender.")
+    ] = None,
     limit: Annotated[int, typer.Option(help="At most this many, newest first.")] = 100,
 ) -> None:
     """List recorded bounce and complaint events."""
@@ -544,8 +605,15 @@ def bounces_list(
     for column in ("received", "recipient", "kind", "reason", "source", "status", "diagnostic"):
         table.add_column(column, overflow="fold")
     for e in events:
-        table.add_row(e.received_at.strftime("%Y-%m-%d %H:%M"), e.recipient, e.kind, e.reason,
-                      e.source, e.status_code or "", e.diagnostic[:120])
+        table.add_row(
+            e.received_at.strftime("%Y-%m-%d %H:%M"),
+            e.recipient,
+            e.kind,
+            e.reason,
+            e.source,
+            e.status_code or "",
+            e.diagnostic[:120],
+        )
     out.print(table)
 
 
@@ -554,8 +622,9 @@ def bounces_list(
 
 @app.command("worker")
 def worker_command(
-    threads: Annotated[int | None, typer.Option(help="Worker threads (default "
-                                                "NEWSLETTER_WORKER_THREADS).")] = None,
+    threads: Annotated[
+        int | None, typer.Option(help="Worker threads (default NEWSLETTER_WORKER_THREADS).")
+    ] = None,
     processes: Annotated[int, typer.Option(help="Worker processes.")] = 1,
 ) -> None:
     """Run a worker: deliver jobs, retry, and sweep for lost work, until Ctrl-C."""
@@ -587,8 +656,14 @@ def web(
 
     settings = load_settings()
     _setup_logging(settings)
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info",
-                proxy_headers=True, forwarded_allow_ips="127.0.0.1")
+    uvicorn.run(
+        create_app(settings),
+        host=host,
+        port=port,
+        log_level="info",
+        proxy_headers=True,
+        forwarded_allow_ips="127.0.0.1",
+    )
 
 
 @app.command()
@@ -631,8 +706,10 @@ def up(
 
 def _warn_plain_http(settings: Settings) -> None:
     if settings.smtp_url and not settings.public_url.startswith("https://"):
-        err.print("[yellow]warning:[/] NEWSLETTER_PUBLIC_URL is not https while mail goes to a "
-                  "real SMTP server: unsubscribe links must be https in production")
+        err.print(
+            "[yellow]warning:[/] NEWSLETTER_PUBLIC_URL is not https while mail goes to a "
+            "real SMTP server: unsubscribe links must be https in production"
+        )
 
 
 @app.command()
@@ -655,22 +732,27 @@ def demo(
         err.print(f"comparisons: {report.created} created, {report.updated} updated")
         with rt.session() as session, session.begin():
             categories = store.list_categories(session)
-            counts = store.merge_subscribers(session, demo_subscribers(categories, subscribers),
-                                             True, "demo")
+            counts = store.merge_subscribers(
+                session, demo_subscribers(categories, subscribers), True, "demo"
+            )
         err.print(f"subscribers: {counts.added} added, {counts.updated + counts.unchanged} known")
         week = editions.resolve_week(rt, None, now)
         started = time.monotonic()
         with supervisor.running_worker(rt, threads=4) as (actors, _worker):
-            outcome = editions.start_send(rt, week, now, actors.start_fan_out,
-                                          actors.enqueue_deliveries)
+            outcome = editions.start_send(
+                rt, week, now, actors.start_fan_out, actors.enqueue_deliveries
+            )
             err.print(outcome.message)
             if outcome.edition is None:
                 return
             view = _wait_for(rt, week, timeout_s=120)
         elapsed = time.monotonic() - started
         _print_summary(view, elapsed)
-        err.print(f"outbox: {settings.outbox_dir.resolve()}"
-                  if not settings.smtp_url else f"sent through {settings.smtp_url}")
+        err.print(
+            f"outbox: {settings.outbox_dir.resolve()}"
+            if not settings.smtp_url
+            else f"sent through {settings.smtp_url}"
+        )
 
 
 def _print_summary(view: editions.EditionStatusView, elapsed_s: float) -> None:
@@ -698,8 +780,12 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:  # one line for the user; the traceback only when asked for
         if os.environ.get("NEWSLETTER_DEBUG"):
             raise
-        err.print(f"error: unexpected {type(exc).__name__}: {exc} "
-                  "(set NEWSLETTER_DEBUG=1 for the traceback)", markup=False, soft_wrap=True)
+        err.print(
+            f"error: unexpected {type(exc).__name__}: {exc} "
+            "(set NEWSLETTER_DEBUG=1 for the traceback)",
+            markup=False,
+            soft_wrap=True,
+        )
         sys.exit(1)
 
 

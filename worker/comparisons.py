@@ -62,8 +62,9 @@ class ComparisonRecord(BaseModel):
 
     slug: Annotated[
         str,
-        StringConstraints(strip_whitespace=True, min_length=1, max_length=200,
-                          pattern=r"^[a-z0-9][a-z0-9-]*$"),
+        StringConstraints(
+            strip_whitespace=True, min_length=1, max_length=200, pattern=r"^[a-z0-9][a-z0-9-]*$"
+        ),
     ]
     title: Text
     category: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
@@ -133,7 +134,9 @@ def read_records(text: str) -> list[Any]:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise InputError(f"not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}")
+        raise InputError(
+            f"not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}"
+        ) from None
     if isinstance(data, dict):
         data = [data]
     if not isinstance(data, list):

@@ -10,6 +10,7 @@ import os
 import re
 import secrets
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -214,7 +215,7 @@ class Settings(BaseSettings):
         return self.bounce_address.rsplit("@", 1)[1].strip().lower()
 
 
-def _describe(error: dict[str, Any]) -> ConfigError:
+def _describe(error: Mapping[str, Any]) -> ConfigError:
     field = str(error["loc"][0]) if error.get("loc") else "?"
     message = str(error.get("msg", "invalid value")).removeprefix("Value error, ")
     return ConfigError(PREFIX + field.upper(), message)

@@ -12,9 +12,33 @@ from worker.planning import week_bounds, week_of
 from worker.subscribers import SubscriberInput
 
 SAMPLES_DIR = Path(__file__).resolve().parent.parent / "samples"
-FIRST_NAMES = ("Ada", "Grace", "Linus", "Margaret", "Alan", "Barbara", "Dennis", "Frances",
-               "Ken", "Radia", "Guido", "Katherine", "Tim", "Hedy", "Edsger", "Joan", "Donald",
-               "Anita", "Niklaus", "Sophie", "Bjarne", "Adele", "John", "Karen", "Zoë")
+FIRST_NAMES = (
+    "Ada",
+    "Grace",
+    "Linus",
+    "Margaret",
+    "Alan",
+    "Barbara",
+    "Dennis",
+    "Frances",
+    "Ken",
+    "Radia",
+    "Guido",
+    "Katherine",
+    "Tim",
+    "Hedy",
+    "Edsger",
+    "Joan",
+    "Donald",
+    "Anita",
+    "Niklaus",
+    "Sophie",
+    "Bjarne",
+    "Adele",
+    "John",
+    "Karen",
+    "Zoë",
+)
 
 
 def dated_samples(now: datetime, tz: ZoneInfo, path: Path | None = None) -> list[dict[str, Any]]:
@@ -40,6 +64,11 @@ def demo_subscribers(categories: list[str], count: int = 25) -> list[SubscriberI
             chosen = (categories[i % len(categories)],)
         else:
             chosen = (categories[i % len(categories)], categories[(i + 2) % len(categories)])
-        people.append(SubscriberInput(email=f"{name.lower().replace('ë', 'e')}{i + 1}@example.com",
-                                      name=name, categories=chosen))
+        people.append(
+            SubscriberInput(
+                email=f"{name.lower().replace('ë', 'e')}{i + 1}@example.com",
+                name=name,
+                categories=chosen,
+            )
+        )
     return people

@@ -75,10 +75,17 @@ class EditionStatusView:
     def as_json(self) -> dict[str, Any]:
         """The SPEC's fields, in its order, plus comparisons and bounce counts."""
         return {
-            "week": self.week, "status": self.status, "total": self.total,
-            "queued": self.queued, "sending": self.sending, "sent": self.sent,
-            "failed": self.failed, "bounced": self.bounced, "skipped": self.skipped,
-            "comparisons": self.comparisons, "bounces": self.bounces,
+            "week": self.week,
+            "status": self.status,
+            "total": self.total,
+            "queued": self.queued,
+            "sending": self.sending,
+            "sent": self.sent,
+            "failed": self.failed,
+            "bounced": self.bounced,
+            "skipped": self.skipped,
+            "comparisons": self.comparisons,
+            "bounces": self.bounces,
         }
 
     @property
@@ -157,22 +164,31 @@ class SendOutcome:
     message: str
 
 
-def start_send(rt: Runtime, week: str, now: datetime, fan_out: Callable[[int], None],
-               enqueue: Enqueue) -> SendOutcome:
+def start_send(
+    rt: Runtime, week: str, now: datetime, fan_out: Callable[[int], None], enqueue: Enqueue
+) -> SendOutcome:
     """Create the week's edition if needed and start (or restart) sending it.
 
     Sending a week again re-queues what the database says is owed and sends nothing twice.
     """
     edition, created = ensure_edition(rt, week, now)
     if edition is None:
-        return SendOutcome(week, None, False, False, 0,
-                           f"nothing to send for {week}: no new comparisons in that week")
+        return SendOutcome(
+            week,
+            None,
+            False,
+            False,
+            0,
+            f"nothing to send for {week}: no new comparisons in that week",
+        )
     assert edition.id is not None
     if edition.status == EditionStatus.cancelled.value:
         return SendOutcome(week, edition, created, False, 0, f"the {week} edition was cancelled")
     with rt.session() as session, session.begin():
         started = store.mark_edition_status(
-            session, edition.id, EditionStatus.sending,
+            session,
+            edition.id,
+            EditionStatus.sending,
             (EditionStatus.draft.value, EditionStatus.paused.value),
         )
     requeued = 0
@@ -183,8 +199,14 @@ def start_send(rt: Runtime, week: str, now: datetime, fan_out: Callable[[int], N
     with rt.session() as session:
         edition = store.get_edition(session, week) or edition
     verb = "sending" if started else f"already {edition.status}"
-    return SendOutcome(week, edition, created, started, requeued,
-                       f"{week}: {verb}" + (f", {requeued} re-queued" if requeued else ""))
+    return SendOutcome(
+        week,
+        edition,
+        created,
+        started,
+        requeued,
+        f"{week}: {verb}" + (f", {requeued} re-queued" if requeued else ""),
+    )
 
 
 def fan_out(rt: Runtime, edition_id: int, enqueue: Enqueue) -> bool:
@@ -210,13 +232,24 @@ def fan_out(rt: Runtime, edition_id: int, enqueue: Enqueue) -> bool:
                 key = category_key(split_categories(categories))
                 if key not in picks_cache:
                     picks_cache[key] = bool(pick_for(key, planned))
-                reason = (SKIP_INSTANT if cadence != "weekly"
-                          else None if picks_cache[key] else SKIP_NO_MATCH)
-                rows.append({
-                    "edition_id": edition_id, "subscriber_id": subscriber_id,
-                    "status": (DeliveryStatus.skipped if reason else DeliveryStatus.queued).value,
-                    "last_error": reason, "attempts": 0,
-                })
+                reason = (
+                    SKIP_INSTANT
+                    if cadence != "weekly"
+                    else None
+                    if picks_cache[key]
+                    else SKIP_NO_MATCH
+                )
+                rows.append(
+                    {
+                        "edition_id": edition_id,
+                        "subscriber_id": subscriber_id,
+                        "status": (
+                            DeliveryStatus.skipped if reason else DeliveryStatus.queued
+                        ).value,
+                        "last_error": reason,
+                        "attempts": 0,
+                    }
+                )
             store.insert_deliveries(session, rows)
             cursor = page[-1][0]
             store.mark_fanout_progress(session, edition_id, cursor)
@@ -241,8 +274,9 @@ def queue_window(rt: Runtime) -> int:
     return window
 
 
-def refill(rt: Runtime, edition_id: int, now: datetime, enqueue: Enqueue,
-           fresh: bool = False) -> int:
+def refill(
+    rt: Runtime, edition_id: int, now: datetime, enqueue: Enqueue, fresh: bool = False
+) -> int:
     """Enqueue owed deliveries that no job carries, up to the queue window; returns how many.
 
     With ``fresh``, every queued delivery counts as carried by nobody (Redis may have lost
@@ -254,8 +288,7 @@ def refill(rt: Runtime, edition_id: int, now: datetime, enqueue: Enqueue,
         if edition is None or edition.status != EditionStatus.sending.value:
             return 0
         in_flight = 0 if fresh else store.count_in_flight(session, edition_id, stale_before)
-        ids = store.take_to_enqueue(session, edition_id, queue_window(rt) - in_flight,
-                                    stale_before)
+        ids = store.take_to_enqueue(session, edition_id, queue_window(rt) - in_flight, stale_before)
     if ids:
         enqueue(ids)
     return len(ids)
@@ -270,19 +303,22 @@ def finish_if_done(rt: Runtime, edition_id: int) -> bool:
     return done
 
 
-def recover(rt: Runtime, edition_id: int, now: datetime, enqueue: Enqueue,
-            fresh: bool = False) -> int:
+def recover(
+    rt: Runtime, edition_id: int, now: datetime, enqueue: Enqueue, fresh: bool = False
+) -> int:
     """Take back deliveries left sending by dead workers and re-queue what no job carries."""
     with rt.session() as session, session.begin():
         released = store.release_stuck(
-            session, edition_id, store.stuck_before(now, rt.settings.stuck_after_s))
+            session, edition_id, store.stuck_before(now, rt.settings.stuck_after_s)
+        )
     if released:
         log.warning("edition %s: took back %d deliveries left sending", edition_id, released)
     return refill(rt, edition_id, now, enqueue, fresh=fresh)
 
 
-def sweep(rt: Runtime, now: datetime, fan_out_again: Callable[[int], None],
-          enqueue: Enqueue) -> dict[str, int]:
+def sweep(
+    rt: Runtime, now: datetime, fan_out_again: Callable[[int], None], enqueue: Enqueue
+) -> dict[str, int]:
     """One pass over every edition being sent: restart stalled fan-outs, recover, finish."""
     totals = {"editions": 0, "requeued": 0, "finished": 0, "fanouts": 0}
     stale = store.stuck_before(now, rt.settings.stuck_after_s)
@@ -306,8 +342,10 @@ def links_for(rt: Runtime, subscriber_token: str) -> tuple[str, str]:
     """The unsubscribe and preferences URLs of a subscriber, with signed tokens."""
     base = rt.settings.public_url
     key = rt.secret_key
-    return (f"{base}/unsubscribe/{sign_link(key, 'unsubscribe', subscriber_token)}",
-            f"{base}/preferences/{sign_link(key, 'preferences', subscriber_token)}")
+    return (
+        f"{base}/unsubscribe/{sign_link(key, 'unsubscribe', subscriber_token)}",
+        f"{base}/preferences/{sign_link(key, 'preferences', subscriber_token)}",
+    )
 
 
 def deliver(rt: Runtime, delivery_id: int, retry_later: Callable[[int, float], None]) -> str:
@@ -347,8 +385,12 @@ def deliver(rt: Runtime, delivery_id: int, retry_later: Callable[[int, float], N
     token = verp_token(rt.secret_key, delivery_id)
     message_id = message_id_for(delivery_id, claim.week, rt.settings.mail_domain)
     data = build_message(
-        mail, Recipient(claim.email, claim.name, unsubscribe_url, preferences_url),
-        rt.identity, message_id, now, extra_headers={"X-Newsletter-Delivery": token},
+        mail,
+        Recipient(claim.email, claim.name, unsubscribe_url, preferences_url),
+        rt.identity,
+        message_id,
+        now,
+        extra_headers={"X-Newsletter-Delivery": token},
     )
     envelope_from = verp_address(rt.settings.bounce_local_part, rt.settings.bounce_domain, token)
     rt.throttle.wait(claim.email)
@@ -360,8 +402,9 @@ def deliver(rt: Runtime, delivery_id: int, retry_later: Callable[[int, float], N
         return record(DeliveryStatus.failed, error=str(exc))
     except TemporaryFailure as exc:
         if claim.attempts >= rt.settings.max_attempts:
-            return record(DeliveryStatus.failed,
-                          error=f"gave up after {claim.attempts} attempts: {exc}")
+            return record(
+                DeliveryStatus.failed, error=f"gave up after {claim.attempts} attempts: {exc}"
+            )
         delay_s = backoff_s(claim.attempts, rt.settings.retry_min_s, rt.settings.retry_max_s)
         record(DeliveryStatus.queued, error=str(exc))
         retry_later(delivery_id, delay_s)
@@ -369,8 +412,14 @@ def deliver(rt: Runtime, delivery_id: int, retry_later: Callable[[int, float], N
     return record(DeliveryStatus.sent, message_id=message_id)
 
 
-def _refused(rt: Runtime, subscriber_id: int, edition_id: int, delivery_id: int, email: str,
-             exc: RecipientRefused) -> str:
+def _refused(
+    rt: Runtime,
+    subscriber_id: int,
+    edition_id: int,
+    delivery_id: int,
+    email: str,
+    exc: RecipientRefused,
+) -> str:
     """A 5xx at RCPT: a bounce at send time, classified by its reply like any other."""
     found = classify(None, exc.text, exc.code)
     # The contract makes a refused recipient a hard bounce unless the reply says otherwise.
@@ -378,11 +427,21 @@ def _refused(rt: Runtime, subscriber_id: int, edition_id: int, delivery_id: int,
     status = DeliveryStatus.bounced if kind in ("hard", "complaint") else DeliveryStatus.failed
     with rt.session() as session, session.begin():
         store.mark_delivery(session, delivery_id, status, error=str(exc))
-        record_bounce(session, BounceFacts(
-            kind=kind, reason=found.reason if kind == found.kind else "user_unknown",
-            source="smtp", recipient=email, status=str(exc.code), diagnostic=exc.text,
-            subscriber_id=subscriber_id, delivery_id=delivery_id, edition_id=edition_id,
-        ), policy_of(rt))
+        record_bounce(
+            session,
+            BounceFacts(
+                kind=kind,
+                reason=found.reason if kind == found.kind else "user_unknown",
+                source="smtp",
+                recipient=email,
+                status=str(exc.code),
+                diagnostic=exc.text,
+                subscriber_id=subscriber_id,
+                delivery_id=delivery_id,
+                edition_id=edition_id,
+            ),
+            policy_of(rt),
+        )
     finish_if_done(rt, edition_id)
     return status.value
 
@@ -399,21 +458,29 @@ def pause(rt: Runtime, week: str) -> bool:
     """Stop handing out deliveries; jobs already queued put their delivery back."""
     edition = get_edition(rt, week)
     with rt.session() as session, session.begin():
-        return store.mark_edition_status(session, edition.id or 0, EditionStatus.paused,
-                                         (EditionStatus.sending.value, EditionStatus.draft.value))
+        return store.mark_edition_status(
+            session,
+            edition.id or 0,
+            EditionStatus.paused,
+            (EditionStatus.sending.value, EditionStatus.draft.value),
+        )
 
 
-def resume(rt: Runtime, week: str, now: datetime, fan_out_: Callable[[int], None],
-           enqueue: Enqueue) -> int:
+def resume(
+    rt: Runtime, week: str, now: datetime, fan_out_: Callable[[int], None], enqueue: Enqueue
+) -> int:
     """Sending again, re-queueing whatever the database says is owed; returns how many."""
     edition = get_edition(rt, week)
     assert edition.id is not None
     if edition.status == EditionStatus.cancelled.value:
         raise InputError(f"the {week} edition was cancelled; it cannot be resumed")
     with rt.session() as session, session.begin():
-        store.mark_edition_status(session, edition.id, EditionStatus.sending,
-                                  (EditionStatus.paused.value, EditionStatus.draft.value,
-                                   EditionStatus.sent.value))
+        store.mark_edition_status(
+            session,
+            edition.id,
+            EditionStatus.sending,
+            (EditionStatus.paused.value, EditionStatus.draft.value, EditionStatus.sent.value),
+        )
     if not edition.fanout_done:
         fan_out_(edition.id)
     requeued = recover(rt, edition.id, now, enqueue, fresh=True)
@@ -425,9 +492,12 @@ def cancel(rt: Runtime, week: str) -> int:
     """Cancel an edition: nothing more is sent; returns how many deliveries were skipped."""
     edition = get_edition(rt, week)
     with rt.session() as session, session.begin():
-        store.mark_edition_status(session, edition.id or 0, EditionStatus.cancelled,
-                                  (EditionStatus.draft.value, EditionStatus.sending.value,
-                                   EditionStatus.paused.value))
+        store.mark_edition_status(
+            session,
+            edition.id or 0,
+            EditionStatus.cancelled,
+            (EditionStatus.draft.value, EditionStatus.sending.value, EditionStatus.paused.value),
+        )
         return store.skip_owed(session, edition.id or 0, "the edition was cancelled")
 
 
@@ -438,8 +508,9 @@ def retry_failed(rt: Runtime, week: str, now: datetime, enqueue: Enqueue) -> int
     with rt.session() as session, session.begin():
         count = store.requeue_failed(session, edition.id)
         if count:
-            store.mark_edition_status(session, edition.id, EditionStatus.sending,
-                                      (EditionStatus.sent.value,))
+            store.mark_edition_status(
+                session, edition.id, EditionStatus.sending, (EditionStatus.sent.value,)
+            )
     if count:
         refill(rt, edition.id, now, enqueue)
     return count
@@ -454,8 +525,12 @@ def status(rt: Runtime, week: str) -> EditionStatusView:
         bounces = store.count_bounce_kinds(session, edition.id)
         carried = len(store.list_edition_comparison_ids(session, edition.id))
     return EditionStatusView(
-        week=edition.week, status=edition.status, total=sum(counts.values()),
-        comparisons=carried, bounces=bounces, **counts,
+        week=edition.week,
+        status=edition.status,
+        total=sum(counts.values()),
+        comparisons=carried,
+        bounces=bounces,
+        **counts,
     )
 
 
@@ -473,8 +548,12 @@ def test_send(rt: Runtime, email: str, week: str, now: datetime) -> str:
     values = sample_values(rt.settings.public_url)
     message_id = test_message_id(rt.settings.mail_domain)
     data = build_message(
-        mail, Recipient(email, "", values["unsubscribe_url"], values["preferences_url"]),
-        rt.identity, message_id, now, subject_prefix="[TEST] ",
+        mail,
+        Recipient(email, "", values["unsubscribe_url"], values["preferences_url"]),
+        rt.identity,
+        message_id,
+        now,
+        subject_prefix="[TEST] ",
         extra_headers={"X-Newsletter-Test": "yes"},
     )
     rt.transport.send(rt.settings.bounce_address, email, data)

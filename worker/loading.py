@@ -79,8 +79,12 @@ def import_subscribers(
             good.append(item)
         with Session(engine) as session, session.begin():
             for start in range(0, len(good), BATCH):
-                _add(report, store.merge_subscribers(session, good[start:start + BATCH],
-                                                     confirmed, source))
+                _add(
+                    report,
+                    store.merge_subscribers(
+                        session, good[start : start + BATCH], confirmed, source
+                    ),
+                )
         return report
     batch: list[SubscriberInput] = []
     for line, item in rows:
@@ -96,8 +100,9 @@ def import_subscribers(
     return report
 
 
-def _flush(engine: Engine, batch: list[SubscriberInput], confirmed: bool, source: str,
-           report: ImportReport) -> None:
+def _flush(
+    engine: Engine, batch: list[SubscriberInput], confirmed: bool, source: str, report: ImportReport
+) -> None:
     if not batch:
         return
     with Session(engine) as session, session.begin():
@@ -111,5 +116,10 @@ def _add(report: ImportReport, counts: store.MergeCounts) -> None:
     report.unchanged += counts.unchanged
 
 
-__all__ = ["ImportReport", "RecordError", "import_comparisons", "import_subscribers",
-           "load_comparison_records"]
+__all__ = [
+    "ImportReport",
+    "RecordError",
+    "import_comparisons",
+    "import_subscribers",
+    "load_comparison_records",
+]

@@ -100,10 +100,22 @@ def build_message(
     headers.append(("Content-Type", f'multipart/alternative; boundary="{boundary}"'))
     head = "".join(f"{key}: {value}\r\n" for key, value in headers).encode("utf-8")
     sep = f"--{boundary}\r\n".encode()
-    part_head = 'Content-Type: text/{}; charset="utf-8"\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n'
-    return b"".join([
-        head, b"\r\n",
-        sep, part_head.format("plain").encode(), _qp(mail.text.fill(values, escape=False)), b"\r\n",
-        sep, part_head.format("html").encode(), _qp(mail.html.fill(values, escape=True)), b"\r\n",
-        f"--{boundary}--\r\n".encode(),
-    ])
+    part_head = (
+        'Content-Type: text/{}; charset="utf-8"\r\n'
+        "Content-Transfer-Encoding: quoted-printable\r\n\r\n"
+    )
+    return b"".join(
+        [
+            head,
+            b"\r\n",
+            sep,
+            part_head.format("plain").encode(),
+            _qp(mail.text.fill(values, escape=False)),
+            b"\r\n",
+            sep,
+            part_head.format("html").encode(),
+            _qp(mail.html.fill(values, escape=True)),
+            b"\r\n",
+            f"--{boundary}--\r\n".encode(),
+        ]
+    )

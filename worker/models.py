@@ -14,7 +14,7 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-class SubscriberStatus(str, enum.Enum):
+class SubscriberStatus(enum.StrEnum):
     pending = "pending"
     active = "active"
     unsubscribed = "unsubscribed"
@@ -22,12 +22,12 @@ class SubscriberStatus(str, enum.Enum):
     complained = "complained"
 
 
-class Cadence(str, enum.Enum):
+class Cadence(enum.StrEnum):
     weekly = "weekly"
     instant = "instant"
 
 
-class EditionStatus(str, enum.Enum):
+class EditionStatus(enum.StrEnum):
     draft = "draft"
     sending = "sending"
     sent = "sent"
@@ -35,7 +35,7 @@ class EditionStatus(str, enum.Enum):
     cancelled = "cancelled"
 
 
-class DeliveryStatus(str, enum.Enum):
+class DeliveryStatus(enum.StrEnum):
     queued = "queued"
     sending = "sending"
     sent = "sent"

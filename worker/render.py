@@ -98,11 +98,20 @@ class Renderer:
     def __init__(self, templates_dir: Path = TEMPLATES_DIR) -> None:
         loader = jinja2.FileSystemLoader(str(templates_dir / "email"))
         common: dict[str, Callable[..., Any]] = {
-            "pct": _pct, "votes": _votes, "split": _reviewer_split, "best_quote": _best_quote,
+            "pct": _pct,
+            "votes": _votes,
+            "split": _reviewer_split,
+            "best_quote": _best_quote,
         }
-        self._html = jinja2.Environment(loader=loader, autoescape=True, undefined=jinja2.StrictUndefined)
-        self._text = jinja2.Environment(loader=loader, autoescape=False, undefined=jinja2.StrictUndefined,
-                                        keep_trailing_newline=True)
+        self._html = jinja2.Environment(
+            loader=loader, autoescape=True, undefined=jinja2.StrictUndefined
+        )
+        self._text = jinja2.Environment(
+            loader=loader,
+            autoescape=False,
+            undefined=jinja2.StrictUndefined,
+            keep_trailing_newline=True,
+        )
         for env in (self._html, self._text):
             env.globals.update(common)
 
@@ -116,23 +125,26 @@ class Renderer:
         mjml_source = self._html.get_template(f"{template}.mjml.j2").render(full)
         compiled = mjml2html(mjml_source)
         text = self._text.get_template(f"{template}.txt.j2").render(full)
-        return RenderedMail(subject=subject, html=_split(compiled, marker), text=_split(text, marker))
+        return RenderedMail(
+            subject=subject, html=_split(compiled, marker), text=_split(text, marker)
+        )
 
     def render_digest(self, week: str, comparisons: Sequence[ComparisonView]) -> RenderedMail:
         """The weekly digest of ``comparisons`` for ISO week ``week``."""
         count = len(comparisons)
         names = ", ".join(c.title for c in comparisons[:2])
+        plural = "s" if count != 1 else ""
         context = {
             "title": f"Weekly AI Tool Verdicts — {week}",
             "heading": f"Edition {week}",
-            "preheader": f"{count} side-by-side verdict{'s' if count != 1 else ''} this week: {names}",
+            "preheader": f"{count} side-by-side verdict{plural} this week: {names}",
             "intro": (
-                f"Here {'is' if count == 1 else 'are'} this week's {count} "
-                f"comparison{'s' if count != 1 else ''}: the panel's ship rate, the entry price and "
-                "the community vote for each tool, side by side."
+                f"Here {'is' if count == 1 else 'are'} this week's {count} comparison{plural}: "
+                "the panel's ship rate, the entry price and the community vote for each tool, "
+                "side by side."
             ),
             "footer_reason": "You get this because you subscribed to the weekly digest of "
-                             "Weekly AI Tool Verdicts.",
+            "Weekly AI Tool Verdicts.",
             "comparisons": comparisons,
         }
         return self.render("digest", digest_subject(comparisons), context)

@@ -9,9 +9,9 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from email.utils import parseaddr
 from functools import cached_property
 from typing import TYPE_CHECKING
-from email.utils import parseaddr
 
 import redis
 from dramatiq.brokers.redis import RedisBroker
@@ -47,7 +47,8 @@ class Runtime:
     identity: Identity
     redis_client: redis.Redis | None = None
     _mails: OrderedDict[tuple[str, tuple[int, ...]], RenderedMail] = field(
-        default_factory=OrderedDict)
+        default_factory=OrderedDict
+    )
     _planned: dict[int, list[Candidate]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -133,8 +134,9 @@ def open_runtime(
     redis_client: redis.Redis | None = None,
 ) -> Runtime:
     """Connect everything the settings describe."""
-    engine = make_engine(settings.resolved_database_url,
-                         pool_size=max(5, settings.worker_threads + 2))
+    engine = make_engine(
+        settings.resolved_database_url, pool_size=max(5, settings.worker_threads + 2)
+    )
     if require_schema and not is_migrated(engine):
         raise DatabaseUnavailable("the database has no schema yet: run `newsletter init` first")
     name, _address = parseaddr(settings.mail_from)

@@ -113,8 +113,15 @@ def upsert_comparison(session: Session, record: ComparisonRecord) -> bool:
     ).scalar_one_or_none()
     created = comparison is None
     if comparison is None:
-        comparison = Comparison(slug=record.slug, title="", category="", url="",
-                                published_at=record.published_at, tool_a_id=0, tool_b_id=0)
+        comparison = Comparison(
+            slug=record.slug,
+            title="",
+            category="",
+            url="",
+            published_at=record.published_at,
+            tool_a_id=0,
+            tool_b_id=0,
+        )
     comparison.title = record.title
     comparison.category = record.category
     comparison.url = str(record.url)
@@ -128,8 +135,14 @@ def upsert_comparison(session: Session, record: ComparisonRecord) -> bool:
     session.execute(
         insert(Review),
         [
-            {"comparison_id": comparison.id, "tool_id": ids[r.tool], "position": i,
-             "reviewer": r.reviewer, "verdict": r.verdict, "quote": r.quote}
+            {
+                "comparison_id": comparison.id,
+                "tool_id": ids[r.tool],
+                "position": i,
+                "reviewer": r.reviewer,
+                "verdict": r.verdict,
+                "quote": r.quote,
+            }
             for i, r in enumerate(record.reviews)
         ],
     ) if record.reviews else None
@@ -181,8 +194,12 @@ def get_comparison_views(session: Session, ids: Sequence[int]) -> list[Compariso
         own = reviews.get((comparison_id, tool_id), [])
         ships = sum(1 for r in own if r.verdict == "ship")
         return ToolView(
-            name=tool.name, version=tool.version, category=tool.category,
-            tagline=tool.tagline, summary=tool.summary, pricing=tool.pricing,
+            name=tool.name,
+            version=tool.version,
+            category=tool.category,
+            tagline=tool.tagline,
+            summary=tool.summary,
+            pricing=tool.pricing,
             community_votes=tool.community_votes,
             ship_percent=round(100 * ships / len(own)) if own else None,
             reviews=tuple(ReviewView(r.reviewer, r.verdict, r.quote) for r in own),
@@ -190,9 +207,14 @@ def get_comparison_views(session: Session, ids: Sequence[int]) -> list[Compariso
 
     return [
         ComparisonView(
-            id=c.id, slug=c.slug, title=c.title, category=c.category, url=c.url,
+            id=c.id,
+            slug=c.slug,
+            title=c.title,
+            category=c.category,
+            url=c.url,
             published_at=c.published_at,
-            tool_a=tool_view(c.id, c.tool_a_id), tool_b=tool_view(c.id, c.tool_b_id),
+            tool_a=tool_view(c.id, c.tool_a_id),
+            tool_b=tool_view(c.id, c.tool_b_id),
         )
         for c in (comparisons[i] for i in ids if i in comparisons)
         if c.id is not None
@@ -227,9 +249,10 @@ def suppression_hash(secret_key: str, email: str) -> str:
 def is_suppressed(session: Session, secret_key: str, email: str) -> bool:
     """True when an erased address had bounced or complained."""
     digest = suppression_hash(secret_key, email)
-    return session.execute(
-        select(Suppression.id).where(Suppression.email_hash == digest)
-    ).first() is not None
+    return (
+        session.execute(select(Suppression.id).where(Suppression.email_hash == digest)).first()
+        is not None
+    )
 
 
 @dataclass
@@ -265,19 +288,30 @@ def merge_subscribers(
         )
         known = existing.get(key)
         if known is None:
-            new_rows.append({
-                "email": item.email, "email_key": key, "token": new_token(), "name": item.name,
-                "status": status, "categories": ";".join(item.categories),
-                "cadence": item.cadence, "consent_at": item.created_at or now,
-                "consent_source": source, "created_at": item.created_at or now,
-                "status_changed_at": now,
-                "confirmed_at": item.confirmed_at or (
-                    now if status == SubscriberStatus.active.value else None),
-            })
+            new_rows.append(
+                {
+                    "email": item.email,
+                    "email_key": key,
+                    "token": new_token(),
+                    "name": item.name,
+                    "status": status,
+                    "categories": ";".join(item.categories),
+                    "cadence": item.cadence,
+                    "consent_at": item.created_at or now,
+                    "consent_source": source,
+                    "created_at": item.created_at or now,
+                    "status_changed_at": now,
+                    "confirmed_at": item.confirmed_at
+                    or (now if status == SubscriberStatus.active.value else None),
+                }
+            )
             continue
         changed = False
-        for field, value in (("name", item.name), ("categories", ";".join(item.categories)),
-                             ("cadence", item.cadence)):
+        for field, value in (
+            ("name", item.name),
+            ("categories", ";".join(item.categories)),
+            ("cadence", item.cadence),
+        ):
             if value != getattr(known, field) and (value or field != "name"):
                 setattr(known, field, value)
                 changed = True
@@ -304,9 +338,14 @@ def iter_subscribers(session: Session, page_size: int = 1000) -> Iterator[Subscr
     """Every subscriber by id, fetched in keyset pages."""
     after = 0
     while True:
-        page = list(session.execute(
-            select(Subscriber).where(Subscriber.id > after).order_by(Subscriber.id).limit(page_size)
-        ).scalars())
+        page = list(
+            session.execute(
+                select(Subscriber)
+                .where(Subscriber.id > after)
+                .order_by(Subscriber.id)
+                .limit(page_size)
+            ).scalars()
+        )
         if not page:
             return
         yield from page
@@ -329,9 +368,7 @@ def count_subscribers(session: Session) -> dict[str, int]:
     return {status: n for status, n in rows}
 
 
-def list_active_page(
-    session: Session, after_id: int, limit: int
-) -> list[tuple[int, str, str]]:
+def list_active_page(session: Session, after_id: int, limit: int) -> list[tuple[int, str, str]]:
     """(id, categories, cadence) of active subscribers with ids above ``after_id``, by id."""
     rows = session.execute(
         select(Subscriber.id, Subscriber.categories, Subscriber.cadence)
@@ -346,7 +383,9 @@ def mark_subscriber_status(
     session: Session, subscriber_id: int, status: SubscriberStatus, only_from: Iterable[str] = ()
 ) -> bool:
     """Set a subscriber's status (only from the given statuses, when given); True if changed."""
-    query = update(Subscriber).where(Subscriber.id == subscriber_id, Subscriber.status != status.value)
+    query = update(Subscriber).where(
+        Subscriber.id == subscriber_id, Subscriber.status != status.value
+    )
     allowed = tuple(only_from)
     if allowed:
         query = query.where(Subscriber.status.in_(allowed))
@@ -385,14 +424,18 @@ def create_edition(
     """
     try:
         with Session(engine) as session, session.begin():
-            edition = Edition(week=week, subject=subject, html=html,
-                              status=EditionStatus.draft.value)
+            edition = Edition(
+                week=week, subject=subject, html=html, status=EditionStatus.draft.value
+            )
             session.add(edition)
             session.flush()
-            session.execute(insert(EditionComparison), [
-                {"edition_id": edition.id, "comparison_id": cid, "position": i}
-                for i, cid in enumerate(comparison_ids)
-            ])
+            session.execute(
+                insert(EditionComparison),
+                [
+                    {"edition_id": edition.id, "comparison_id": cid, "position": i}
+                    for i, cid in enumerate(comparison_ids)
+                ],
+            )
             session.expunge(edition)
             return edition, True
     except IntegrityError:
@@ -406,11 +449,13 @@ def create_edition(
 
 def list_edition_comparison_ids(session: Session, edition_id: int) -> list[int]:
     """Ids of the comparisons an edition carries, in order."""
-    return list(session.execute(
-        select(EditionComparison.comparison_id)
-        .where(EditionComparison.edition_id == edition_id)
-        .order_by(EditionComparison.position)
-    ).scalars())
+    return list(
+        session.execute(
+            select(EditionComparison.comparison_id)
+            .where(EditionComparison.edition_id == edition_id)
+            .order_by(EditionComparison.position)
+        ).scalars()
+    )
 
 
 def mark_edition_status(
@@ -433,7 +478,8 @@ def mark_edition_status(
 def mark_fanout_progress(session: Session, edition_id: int, cursor: int) -> None:
     """Remember how far fan-out got, so that a restarted fan-out resumes there."""
     session.execute(
-        update(Edition).where(Edition.id == edition_id)
+        update(Edition)
+        .where(Edition.id == edition_id)
         .values(fanout_cursor=cursor, fanout_at=utcnow())
     )
 
@@ -444,7 +490,8 @@ def mark_fanout_done(session: Session, edition_id: int) -> int:
         select(func.count()).select_from(Delivery).where(Delivery.edition_id == edition_id)
     ).scalar_one()
     session.execute(
-        update(Edition).where(Edition.id == edition_id)
+        update(Edition)
+        .where(Edition.id == edition_id)
         .values(fanout_done=True, total=total, fanout_at=utcnow())
     )
     return int(total)
@@ -465,10 +512,14 @@ def count_deliveries(session: Session, edition_id: int) -> dict[str, int]:
 
 def has_owed(session: Session, edition_id: int) -> bool:
     """True while some delivery of the edition is still queued or sending."""
-    return session.execute(
-        select(Delivery.id).where(Delivery.edition_id == edition_id, Delivery.status.in_(OWED))
-        .limit(1)
-    ).first() is not None
+    return (
+        session.execute(
+            select(Delivery.id)
+            .where(Delivery.edition_id == edition_id, Delivery.status.in_(OWED))
+            .limit(1)
+        ).first()
+        is not None
+    )
 
 
 def finish_edition_if_done(session: Session, edition_id: int) -> bool:
@@ -478,8 +529,9 @@ def finish_edition_if_done(session: Session, edition_id: int) -> bool:
         return False
     if has_owed(session, edition_id):
         return False
-    return mark_edition_status(session, edition_id, EditionStatus.sent,
-                               (EditionStatus.sending.value,))
+    return mark_edition_status(
+        session, edition_id, EditionStatus.sent, (EditionStatus.sending.value,)
+    )
 
 
 # --- deliveries --------------------------------------------------------------------------------
@@ -521,27 +573,42 @@ def claim_delivery(
             Delivery.id == delivery_id,
             or_(
                 Delivery.status == DeliveryStatus.queued.value,
-                and_(Delivery.status == DeliveryStatus.sending.value,
-                     Delivery.claimed_at < stuck_before),
+                and_(
+                    Delivery.status == DeliveryStatus.sending.value,
+                    Delivery.claimed_at < stuck_before,
+                ),
             ),
         )
-        .values(status=DeliveryStatus.sending.value, claimed_at=now,
-                attempts=Delivery.attempts + 1)
+        .values(status=DeliveryStatus.sending.value, claimed_at=now, attempts=Delivery.attempts + 1)
         .returning(Delivery.edition_id, Delivery.subscriber_id, Delivery.attempts)
     ).first()
     if claimed is None:
         return None
     row = session.execute(
-        select(Subscriber.email, Subscriber.name, Subscriber.token, Subscriber.categories,
-               Subscriber.status, Edition.week, Edition.status.label("edition_status"))
+        select(
+            Subscriber.email,
+            Subscriber.name,
+            Subscriber.token,
+            Subscriber.categories,
+            Subscriber.status,
+            Edition.week,
+            Edition.status.label("edition_status"),
+        )
         .select_from(Subscriber)
         .join(Edition, Edition.id == claimed.edition_id)
         .where(Subscriber.id == claimed.subscriber_id)
     ).one()
     return Claim(
-        delivery_id=delivery_id, edition_id=claimed.edition_id, attempts=claimed.attempts,
-        subscriber_id=claimed.subscriber_id, email=row.email, name=row.name, token=row.token,
-        categories=row.categories, subscriber_status=row.status, week=row.week,
+        delivery_id=delivery_id,
+        edition_id=claimed.edition_id,
+        attempts=claimed.attempts,
+        subscriber_id=claimed.subscriber_id,
+        email=row.email,
+        name=row.name,
+        token=row.token,
+        categories=row.categories,
+        subscriber_status=row.status,
+        week=row.week,
         edition_status=row.edition_status,
     )
 
@@ -581,8 +648,12 @@ def release_delivery(session: Session, delivery_id: int) -> None:
     session.execute(
         update(Delivery)
         .where(Delivery.id == delivery_id, Delivery.status == DeliveryStatus.sending.value)
-        .values(status=DeliveryStatus.queued.value, claimed_at=None, enqueued_at=None,
-                attempts=Delivery.attempts - 1)
+        .values(
+            status=DeliveryStatus.queued.value,
+            claimed_at=None,
+            enqueued_at=None,
+            attempts=Delivery.attempts - 1,
+        )
     )
 
 
@@ -593,52 +664,63 @@ def take_to_enqueue(
     ``stale_before``), stamped as enqueued now; at most ``limit``."""
     if limit <= 0:
         return []
-    ids = list(session.execute(
-        select(Delivery.id)
-        .where(
-            Delivery.edition_id == edition_id,
-            Delivery.status == DeliveryStatus.queued.value,
-            or_(Delivery.enqueued_at.is_(None), Delivery.enqueued_at < stale_before),
-        )
-        .order_by(Delivery.id)
-        .limit(limit)
-    ).scalars())
-    if ids:
+    ids = list(
         session.execute(
-            update(Delivery).where(Delivery.id.in_(ids)).values(enqueued_at=utcnow())
-        )
+            select(Delivery.id)
+            .where(
+                Delivery.edition_id == edition_id,
+                Delivery.status == DeliveryStatus.queued.value,
+                or_(Delivery.enqueued_at.is_(None), Delivery.enqueued_at < stale_before),
+            )
+            .order_by(Delivery.id)
+            .limit(limit)
+        ).scalars()
+    )
+    if ids:
+        session.execute(update(Delivery).where(Delivery.id.in_(ids)).values(enqueued_at=utcnow()))
     return ids
 
 
 def has_unenqueued(session: Session, edition_id: int) -> bool:
     """True while some queued delivery of the edition has never been given a job."""
-    return session.execute(
-        select(Delivery.id).where(
-            Delivery.edition_id == edition_id,
-            Delivery.status == DeliveryStatus.queued.value,
-            Delivery.enqueued_at.is_(None),
-        ).limit(1)
-    ).first() is not None
+    return (
+        session.execute(
+            select(Delivery.id)
+            .where(
+                Delivery.edition_id == edition_id,
+                Delivery.status == DeliveryStatus.queued.value,
+                Delivery.enqueued_at.is_(None),
+            )
+            .limit(1)
+        ).first()
+        is not None
+    )
 
 
 def count_in_flight(session: Session, edition_id: int, fresh_after: datetime) -> int:
     """Queued deliveries believed to be carried by a job enqueued after ``fresh_after``."""
-    return int(session.execute(
-        select(func.count()).select_from(Delivery).where(
-            Delivery.edition_id == edition_id,
-            Delivery.status == DeliveryStatus.queued.value,
-            Delivery.enqueued_at >= fresh_after,
-        )
-    ).scalar_one())
+    return int(
+        session.execute(
+            select(func.count())
+            .select_from(Delivery)
+            .where(
+                Delivery.edition_id == edition_id,
+                Delivery.status == DeliveryStatus.queued.value,
+                Delivery.enqueued_at >= fresh_after,
+            )
+        ).scalar_one()
+    )
 
 
 def release_stuck(session: Session, edition_id: int, stuck_before: datetime) -> int:
     """Put deliveries left ``sending`` by a dead worker back to queued; returns how many."""
     result = session.execute(
         update(Delivery)
-        .where(Delivery.edition_id == edition_id,
-               Delivery.status == DeliveryStatus.sending.value,
-               Delivery.claimed_at < stuck_before)
+        .where(
+            Delivery.edition_id == edition_id,
+            Delivery.status == DeliveryStatus.sending.value,
+            Delivery.claimed_at < stuck_before,
+        )
         .values(status=DeliveryStatus.queued.value, claimed_at=None, enqueued_at=None)
     )
     return int(result.rowcount or 0)
@@ -699,14 +781,16 @@ def count_soft_bounce_days(session: Session, subscriber_id: int, since: datetime
     bounced = select(BounceEvent.id).where(BounceEvent.delivery_id == Delivery.id).exists()
     last_sent = session.execute(
         select(func.max(Delivery.sent_at)).where(
-            Delivery.subscriber_id == subscriber_id, Delivery.status == DeliveryStatus.sent.value,
+            Delivery.subscriber_id == subscriber_id,
+            Delivery.status == DeliveryStatus.sent.value,
             ~bounced,
         )
     ).scalar_one_or_none()
     start = max(since, last_sent) if last_sent else since
     received = session.execute(
         select(BounceEvent.received_at).where(
-            BounceEvent.subscriber_id == subscriber_id, BounceEvent.kind == "soft",
+            BounceEvent.subscriber_id == subscriber_id,
+            BounceEvent.kind == "soft",
             BounceEvent.received_at >= start,
         )
     ).scalars()
@@ -735,8 +819,9 @@ def count_bounce_kinds(session: Session, edition_id: int) -> dict[str, int]:
     return {kind: int(n) for kind, n in rows}
 
 
-def remember_inbound(session: Session, key: str, outcome: str, reason: str,
-                     raw: bytes | None) -> bool:
+def remember_inbound(
+    session: Session, key: str, outcome: str, reason: str, raw: bytes | None
+) -> bool:
     """Remember that an inbound (bounce) message was handled; False if it was already."""
     if session.execute(select(InboundMessage.id).where(InboundMessage.key == key)).first():
         return False
@@ -747,8 +832,11 @@ def remember_inbound(session: Session, key: str, outcome: str, reason: str,
 
 def update_inbound(session: Session, key: str, outcome: str, reason: str) -> None:
     """Record how an inbound message ended up (unmatched, forged...)."""
-    session.execute(update(InboundMessage).where(InboundMessage.key == key)
-                    .values(outcome=outcome, reason=reason[:1000]))
+    session.execute(
+        update(InboundMessage)
+        .where(InboundMessage.key == key)
+        .values(outcome=outcome, reason=reason[:1000])
+    )
 
 
 def stuck_before(now: datetime, stuck_after_s: float) -> datetime:

@@ -106,9 +106,9 @@ def clean_timestamp(field: str, raw: str | None) -> datetime | None:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
-def read_csv(lines: Iterable[str], check_deliverability: bool = False) -> Iterator[
-    tuple[int, SubscriberInput | InputError]
-]:
+def read_csv(
+    lines: Iterable[str], check_deliverability: bool = False
+) -> Iterator[tuple[int, SubscriberInput | InputError]]:
     """Yield (line number, subscriber or error) for each data row of a subscriber CSV."""
     reader = csv.DictReader(lines)
     fields = [f.strip().lower() for f in (reader.fieldnames or [])]
@@ -130,14 +130,17 @@ def read_csv(lines: Iterable[str], check_deliverability: bool = False) -> Iterat
             status = (row.get("status") or "").strip().lower() or None
             if status is not None and status not in IMPORTABLE_STATUSES:
                 raise InputError(f"status: unknown status {status!r}")
-            yield line, SubscriberInput(
-                email=clean_email(row.get("email") or "", check_deliverability),
-                name=clean_name(row.get("name")),
-                categories=clean_categories((row.get("categories") or "").split(";")),
-                cadence=clean_cadence(row.get("cadence")),
-                status=status,
-                created_at=clean_timestamp("created_at", row.get("created_at")),
-                confirmed_at=clean_timestamp("confirmed_at", row.get("confirmed_at")),
+            yield (
+                line,
+                SubscriberInput(
+                    email=clean_email(row.get("email") or "", check_deliverability),
+                    name=clean_name(row.get("name")),
+                    categories=clean_categories((row.get("categories") or "").split(";")),
+                    cadence=clean_cadence(row.get("cadence")),
+                    status=status,
+                    created_at=clean_timestamp("created_at", row.get("created_at")),
+                    confirmed_at=clean_timestamp("confirmed_at", row.get("confirmed_at")),
+                ),
             )
         except InputError as exc:
             yield line, exc

@@ -21,12 +21,14 @@ log = logging.getLogger(__name__)
 
 
 @contextmanager
-def running_worker(rt: Runtime, threads: int | None = None, sweep: bool = True
-                   ) -> Iterator[tuple[Actors, dramatiq.Worker]]:
+def running_worker(
+    rt: Runtime, threads: int | None = None, sweep: bool = True
+) -> Iterator[tuple[Actors, dramatiq.Worker]]:
     """A dramatiq worker (and the periodic sweep) running in this process for the block."""
     actors = rt.actors
-    worker = dramatiq.Worker(rt.broker, worker_threads=threads or rt.settings.worker_threads,
-                             worker_timeout=200)
+    worker = dramatiq.Worker(
+        rt.broker, worker_threads=threads or rt.settings.worker_threads, worker_timeout=200
+    )
     worker.start()
     sweeper = Sweeper(actors)
     if sweep:
@@ -56,8 +58,11 @@ def wait_for_signal() -> None:
 def run_worker(rt: Runtime, threads: int | None = None) -> None:
     """Consume jobs until SIGINT/SIGTERM, then finish the messages in hand and exit."""
     with running_worker(rt, threads):
-        log.info("worker running with %s threads (pid %s)",
-                 threads or rt.settings.worker_threads, os.getpid())
+        log.info(
+            "worker running with %s threads (pid %s)",
+            threads or rt.settings.worker_threads,
+            os.getpid(),
+        )
         wait_for_signal()
 
 
@@ -75,8 +80,9 @@ def supervise(children: dict[str, subprocess.Popen[bytes]]) -> int:
     while not stop.wait(0.5):
         dead = [name for name, proc in children.items() if proc.poll() is not None]
         if dead:
-            log.error("%s exited (code %s); stopping the rest", dead[0],
-                      children[dead[0]].returncode)
+            log.error(
+                "%s exited (code %s); stopping the rest", dead[0], children[dead[0]].returncode
+            )
             code = 1
             break
     for proc in children.values():

@@ -48,8 +48,9 @@ class Throttle:
         return self.rate_per_s > 0 or bool(self.domain_rates)
 
     def _wait_for(self, key: str, rate_per_s: float) -> float:
-        wait_us = int(self._reserve(keys=[f"{self.namespace}:{key}"],
-                                    args=[int(1_000_000 / rate_per_s)]))
+        wait_us = int(
+            self._reserve(keys=[f"{self.namespace}:{key}"], args=[int(1_000_000 / rate_per_s)])
+        )
         wait_s = wait_us / 1_000_000
         if wait_s > 0:
             self._sleep(wait_s)

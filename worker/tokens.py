@@ -11,7 +11,7 @@ from itsdangerous import BadSignature, SignatureExpired, URLSafeSerializer, URLS
 from worker.errors import InvalidToken
 
 VERP_MAC_CHARS = 10
-_VERP = re.compile(r"^d(\d{1,18})\.([0-9a-f]{%d})$" % VERP_MAC_CHARS)
+_VERP = re.compile(rf"^d(\d{{1,18}})\.([0-9a-f]{{{VERP_MAC_CHARS}}})$")
 
 CONFIRM_MAX_AGE_S = 7 * 24 * 3600
 PURPOSES = ("unsubscribe", "preferences", "confirm")
@@ -48,7 +48,7 @@ def token_from_address(address: str, local_part: str) -> str | None:
     prefix = local_part.lower() + "+"
     if not local.lower().startswith(prefix):
         return None
-    return local[len(prefix):] or None
+    return local[len(prefix) :] or None
 
 
 def sign_link(secret_key: str, purpose: str, subscriber_token: str) -> str:
@@ -58,8 +58,7 @@ def sign_link(secret_key: str, purpose: str, subscriber_token: str) -> str:
     return URLSafeSerializer(secret_key, salt=purpose).dumps(subscriber_token)
 
 
-def read_link(secret_key: str, purpose: str, token: str,
-              max_age_s: int = CONFIRM_MAX_AGE_S) -> str:
+def read_link(secret_key: str, purpose: str, token: str, max_age_s: int = CONFIRM_MAX_AGE_S) -> str:
     """The subscriber token inside a signed link; InvalidToken when tampered or expired."""
     try:
         if purpose == "confirm":

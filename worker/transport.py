@@ -131,8 +131,9 @@ class SmtpTransport:
             _raise_for(exc.smtp_code, exc.smtp_error, recipient, at_rcpt=False)
             raise  # pragma: no cover - _raise_for always raises
         except (OSError, smtplib.SMTPException) as exc:
-            raise TemporaryFailure(recipient, None, f"cannot connect to {self.target.host}:"
-                                                    f"{self.target.port}: {exc}") from exc
+            raise TemporaryFailure(
+                recipient, None, f"cannot connect to {self.target.host}:{self.target.port}: {exc}"
+            ) from exc
         self._local.conn = conn
         return conn
 
@@ -168,8 +169,9 @@ class SmtpTransport:
                 raise TemporaryFailure(recipient, None, f"SMTP error: {exc}") from exc
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _transaction(self, conn: smtplib.SMTP, envelope_from: str, recipient: str,
-                     data: bytes) -> str:
+    def _transaction(
+        self, conn: smtplib.SMTP, envelope_from: str, recipient: str, data: bytes
+    ) -> str:
         options = ["SMTPUTF8"] if not recipient.isascii() and conn.has_extn("smtputf8") else []
         code, resp = conn.mail(envelope_from, options)
         if code != 250:

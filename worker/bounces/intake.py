@@ -61,11 +61,21 @@ class IntakeResult:
     def lines(self) -> Iterator[dict[str, str | None]]:
         """One ``--json`` line per recipient found (or one for a message kept aside)."""
         if not self.findings:
-            yield {"file": self.source, "recipient": None, "kind": "ignored", "status": None,
-                   "diagnostic": f"{self.outcome}: {self.reason}"}
+            yield {
+                "file": self.source,
+                "recipient": None,
+                "kind": "ignored",
+                "status": None,
+                "diagnostic": f"{self.outcome}: {self.reason}",
+            }
         for finding in self.findings:
-            yield {"file": self.source, "recipient": finding.recipient, "kind": finding.kind,
-                   "status": finding.status, "diagnostic": finding.diagnostic}
+            yield {
+                "file": self.source,
+                "recipient": finding.recipient,
+                "kind": finding.kind,
+                "status": finding.status,
+                "diagnostic": finding.diagnostic,
+            }
 
 
 def message_key(raw: bytes, message_id: str | None) -> str:
@@ -81,11 +91,17 @@ def _delivery_match(session: Session, delivery_id: int) -> Match | None:
     return Match(delivery.subscriber_id, delivery.id, delivery.edition_id)
 
 
-def match_bounce(session: Session, secret_key: str, bounce_local_part: str,
-                 parsed: ParsedBounce, recipient: str | None) -> Match:
+def match_bounce(
+    session: Session,
+    secret_key: str,
+    bounce_local_part: str,
+    parsed: ParsedBounce,
+    recipient: str | None,
+) -> Match:
     """Find the delivery and subscriber a parsed bounce is about."""
-    tokens = [t for t in (token_from_address(a, bounce_local_part)
-                          for a in parsed.verp_addresses) if t]
+    tokens = [
+        t for t in (token_from_address(a, bounce_local_part) for a in parsed.verp_addresses) if t
+    ]
     if parsed.original_delivery_token:
         tokens.append(parsed.original_delivery_token)
     for token in tokens:
@@ -117,8 +133,14 @@ def _worst(findings: tuple[BounceFinding, ...]) -> list[BounceFinding]:
 class Intake:
     """Processes inbound bounce mail for one runtime's database and secrets."""
 
-    def __init__(self, engine: Engine, secret_key: str, bounce_local_part: str, policy: Policy,
-                 kept_dir: Path) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        secret_key: str,
+        bounce_local_part: str,
+        policy: Policy,
+        kept_dir: Path,
+    ) -> None:
         self.engine = engine
         self.secret_key = secret_key
         self.bounce_local_part = bounce_local_part
@@ -133,13 +155,13 @@ class Intake:
             return self._keep(raw, source, str(exc), dry_run)
         key = message_key(raw, parsed.message_id)
         counted = _worst(parsed.findings)
-        result = IntakeResult(source=source, outcome="recorded",
-                              findings=list(parsed.findings))
+        result = IntakeResult(source=source, outcome="recorded", findings=list(parsed.findings))
         if not counted:
             result.outcome, result.reason = "ignored", "nothing to count (auto-reply or notice)"
         with Session(self.engine) as session, session.begin():
-            if not dry_run and not store.remember_inbound(session, key, result.outcome,
-                                                          result.reason, None):
+            if not dry_run and not store.remember_inbound(
+                session, key, result.outcome, result.reason, None
+            ):
                 result.outcome, result.reason = "duplicate", "this message was processed before"
                 return result
             if not counted:
@@ -148,8 +170,9 @@ class Intake:
             # forwarded list), each is matched on its own.
             targets = counted if len(counted) > 1 and not parsed.verp_addresses else counted[:1]
             for finding in targets:
-                found = match_bounce(session, self.secret_key, self.bounce_local_part, parsed,
-                                     finding.recipient)
+                found = match_bounce(
+                    session, self.secret_key, self.bounce_local_part, parsed, finding.recipient
+                )
                 if found.forged:
                     result.outcome, result.reason = "forged", "the delivery token is forged"
                     break
@@ -158,13 +181,22 @@ class Intake:
                     continue
                 if dry_run:
                     continue
-                record_bounce(session, BounceFacts(
-                    kind=finding.kind, reason=finding.reason, source="dsn",
-                    recipient=finding.recipient or "", status=finding.status,
-                    diagnostic=finding.diagnostic, subscriber_id=found.subscriber_id,
-                    delivery_id=found.delivery_id, edition_id=found.edition_id,
-                    received_at=utcnow(),
-                ), self.policy)
+                record_bounce(
+                    session,
+                    BounceFacts(
+                        kind=finding.kind,
+                        reason=finding.reason,
+                        source="dsn",
+                        recipient=finding.recipient or "",
+                        status=finding.status,
+                        diagnostic=finding.diagnostic,
+                        subscriber_id=found.subscriber_id,
+                        delivery_id=found.delivery_id,
+                        edition_id=found.edition_id,
+                        received_at=utcnow(),
+                    ),
+                    self.policy,
+                )
             if not dry_run and result.outcome != "recorded":
                 store.update_inbound(session, key, result.outcome, result.reason)
         return result
@@ -189,9 +221,13 @@ class Intake:
 def intake_for(rt: Runtime) -> Intake:
     """The intake of a runtime: its database, secret, bounce address and policy."""
     settings = rt.settings
-    return Intake(rt.engine, rt.secret_key, settings.bounce_local_part,
-                  Policy(settings.soft_bounce_limit, settings.soft_bounce_window_days),
-                  settings.data_dir / "bounces" / "kept")
+    return Intake(
+        rt.engine,
+        rt.secret_key,
+        settings.bounce_local_part,
+        Policy(settings.soft_bounce_limit, settings.soft_bounce_window_days),
+        settings.data_dir / "bounces" / "kept",
+    )
 
 
 def record_provider_event(session: Session, event: ProviderEvent, policy: Policy) -> bool:
@@ -207,12 +243,23 @@ def record_provider_event(session: Session, event: ProviderEvent, policy: Policy
             found = Match(subscriber.id)
     if event.kind == "ignored":
         return False
-    outcome = record_bounce(session, BounceFacts(
-        kind=event.kind, reason=event.reason, source=event.provider, recipient=event.recipient,
-        status=event.status, diagnostic=event.diagnostic, subscriber_id=found.subscriber_id,
-        delivery_id=found.delivery_id, edition_id=found.edition_id,
-        provider_event_id=f"{event.provider}:{event.event_id}", received_at=utcnow(),
-    ), policy)
+    outcome = record_bounce(
+        session,
+        BounceFacts(
+            kind=event.kind,
+            reason=event.reason,
+            source=event.provider,
+            recipient=event.recipient,
+            status=event.status,
+            diagnostic=event.diagnostic,
+            subscriber_id=found.subscriber_id,
+            delivery_id=found.delivery_id,
+            edition_id=found.edition_id,
+            provider_event_id=f"{event.provider}:{event.event_id}",
+            received_at=utcnow(),
+        ),
+        policy,
+    )
     return outcome.recorded
 
 

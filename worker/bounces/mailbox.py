@@ -36,8 +36,11 @@ class MailboxUrl:
         tls = parts.scheme == "imaps"
         query = parse_qs(parts.query)
         return cls(
-            host=parts.hostname or "", port=parts.port or (993 if tls else 143), tls=tls,
-            username=unquote(parts.username or ""), password=unquote(parts.password or ""),
+            host=parts.hostname or "",
+            port=parts.port or (993 if tls else 143),
+            tls=tls,
+            username=unquote(parts.username or ""),
+            password=unquote(parts.password or ""),
             folder=unquote(parts.path.lstrip("/")) or "INBOX",
             move_to=query.get("move_to", [None])[0],
         )
@@ -48,12 +51,14 @@ def poll(url: str, intake: Intake, timeout_s: float = 30.0) -> int:
     where = MailboxUrl.parse(url)
     try:
         conn: imaplib.IMAP4 = (
-            imaplib.IMAP4_SSL(where.host, where.port, timeout=timeout_s) if where.tls
+            imaplib.IMAP4_SSL(where.host, where.port, timeout=timeout_s)
+            if where.tls
             else imaplib.IMAP4(where.host, where.port, timeout=timeout_s)
         )
     except OSError as exc:
-        raise NewsletterError(f"cannot reach the bounce mailbox {where.host}:{where.port}: "
-                              f"{exc}") from exc
+        raise NewsletterError(
+            f"cannot reach the bounce mailbox {where.host}:{where.port}: {exc}"
+        ) from exc
     handled = 0
     try:
         conn.login(where.username, where.password)
@@ -61,13 +66,13 @@ def poll(url: str, intake: Intake, timeout_s: float = 30.0) -> int:
         if typ != "OK":
             raise NewsletterError(f"bounce mailbox: no folder {where.folder!r}")
         _typ, data = conn.uid("SEARCH", "ALL")
-        for uid in (data[0] or b"").split():
+        for uid in (data[0] or b"").decode().split():
             _typ, fetched = conn.uid("FETCH", uid, "(RFC822)")
             raw = next((part[1] for part in fetched if isinstance(part, tuple)), None)
             if raw is None:
                 continue
-            result = intake.process(raw, f"imap:{where.folder}/{uid.decode()}")
-            log.info("bounce mailbox %s: %s %s", uid.decode(), result.outcome, result.reason)
+            result = intake.process(raw, f"imap:{where.folder}/{uid}")
+            log.info("bounce mailbox %s: %s %s", uid, result.outcome, result.reason)
             if where.move_to:
                 conn.uid("COPY", uid, where.move_to)
             conn.uid("STORE", uid, "+FLAGS", "(\\Deleted)")

@@ -34,10 +34,17 @@ class BounceHandler:
         local, _, domain = address.strip("<> ").rpartition("@")
         local = local.lower()
         return domain.lower() == self.domain and (
-            local == self.local_part or local.startswith(self.local_part + "+"))
+            local == self.local_part or local.startswith(self.local_part + "+")
+        )
 
-    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
-                          address: str, rcpt_options: list[str]) -> str:
+    async def handle_RCPT(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        address: str,
+        rcpt_options: list[str],
+    ) -> str:
         if not self.accepts(address):
             return "550 5.1.1 no such mailbox here: this server takes bounce mail only"
         envelope.rcpt_tos.append(address)
@@ -59,11 +66,18 @@ class BounceHandler:
         return "250 2.0.0 OK"
 
 
-def start_server(intake: Intake, local_part: str, domain: str, host: str,
-                 port: int) -> tuple[Controller, BounceHandler]:
+def start_server(
+    intake: Intake, local_part: str, domain: str, host: str, port: int
+) -> tuple[Controller, BounceHandler]:
     """Start the receiver in a background thread; stop it with ``controller.stop()``."""
     handler = BounceHandler(intake, local_part, domain)
-    controller = Controller(handler, hostname=host, port=port, decode_data=False,
-                            data_size_limit=MAX_MESSAGE_BYTES, ready_timeout=10)
+    controller = Controller(
+        handler,
+        hostname=host,
+        port=port,
+        decode_data=False,
+        data_size_limit=MAX_MESSAGE_BYTES,
+        ready_timeout=10,
+    )
     controller.start()
     return controller, handler

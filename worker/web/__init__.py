@@ -26,8 +26,7 @@ def create_app(settings: Settings, rt: Runtime | None = None) -> FastAPI:
         if rt is None:
             runtime.close()
 
-    app = FastAPI(title="Weekly AI Tool Verdicts — newsletter", version="0.1.0",
-                  lifespan=lifespan)
+    app = FastAPI(title="Weekly AI Tool Verdicts — newsletter", version="0.1.0", lifespan=lifespan)
     app.include_router(readers.router)
     app.include_router(operator.router)
     app.include_router(webhooks.router)
@@ -49,8 +48,10 @@ def create_app(settings: Settings, rt: Runtime | None = None) -> FastAPI:
         except Exception as exc:
             checks["redis"] = f"error: {type(exc).__name__}"
         healthy = all(v == "ok" for v in checks.values())
-        return JSONResponse({"status": "ok" if healthy else "degraded", **checks},
-                            status_code=200 if healthy else 503)
+        return JSONResponse(
+            {"status": "ok" if healthy else "degraded", **checks},
+            status_code=200 if healthy else 503,
+        )
 
     @app.get("/metrics", tags=["health"])
     def metrics(request: Request) -> Response:

@@ -20,9 +20,14 @@ def operator(request: Request, authorization: str | None = Header(default=None))
     rt = runtime(request)
     expected = rt.settings.operator_token or ""
     scheme, _, token = (authorization or "").partition(" ")
-    if scheme.lower() != "bearer" or not expected or not hmac.compare_digest(
-        token.strip().encode(), expected.encode()
+    if (
+        scheme.lower() != "bearer"
+        or not expected
+        or not hmac.compare_digest(token.strip().encode(), expected.encode())
     ):
-        raise HTTPException(status_code=401, detail="missing or wrong operator token",
-                            headers={"WWW-Authenticate": "Bearer"})
+        raise HTTPException(
+            status_code=401,
+            detail="missing or wrong operator token",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
     return rt

@@ -11,12 +11,21 @@ from worker.runtime import Runtime
 def render_metrics(rt: Runtime) -> tuple[bytes, str]:
     """The exposition text: subscribers by status, deliveries of open editions by status."""
     registry = CollectorRegistry()
-    subscribers = Gauge("newsletter_subscribers", "Subscribers by status", ["status"],
-                        registry=registry)
-    deliveries = Gauge("newsletter_deliveries", "Deliveries by edition and status",
-                       ["week", "status"], registry=registry)
-    bounces = Gauge("newsletter_bounce_events", "Bounce events by edition and kind",
-                    ["week", "kind"], registry=registry)
+    subscribers = Gauge(
+        "newsletter_subscribers", "Subscribers by status", ["status"], registry=registry
+    )
+    deliveries = Gauge(
+        "newsletter_deliveries",
+        "Deliveries by edition and status",
+        ["week", "status"],
+        registry=registry,
+    )
+    bounces = Gauge(
+        "newsletter_bounce_events",
+        "Bounce events by edition and kind",
+        ["week", "kind"],
+        registry=registry,
+    )
     with rt.session() as session:
         for status, count in store.count_subscribers(session).items():
             subscribers.labels(status).set(count)

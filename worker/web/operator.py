@@ -29,19 +29,22 @@ class TestSendBody(BaseModel):
     week: str | None = None
 
 
-
 @router.post("/comparisons")
-def post_comparison(record: dict[str, Any] = Body(...),
-                    rt: Runtime = Depends(operator)) -> JSONResponse:
+def post_comparison(
+    record: dict[str, Any] = Body(...), rt: Runtime = Depends(operator)
+) -> JSONResponse:
     """Create or update one comparison (import format); 201 when new."""
     try:
         valid = validate_record(0, record)
     except RecordError as exc:
-        return JSONResponse({"detail": f"{exc.field}: {exc.problem}", "field": exc.field},
-                            status_code=422)
+        return JSONResponse(
+            {"detail": f"{exc.field}: {exc.problem}", "field": exc.field}, status_code=422
+        )
     report = load_comparison_records(rt.engine, [valid])
-    return JSONResponse({"slug": valid.slug, "created": bool(report.created)},
-                        status_code=201 if report.created else 200)
+    return JSONResponse(
+        {"slug": valid.slug, "created": bool(report.created)},
+        status_code=201 if report.created else 200,
+    )
 
 
 @router.post("/editions")
@@ -73,8 +76,9 @@ def send(week: str, rt: Runtime = Depends(operator)) -> dict[str, Any]:
     week = _week(rt, week)
     editions.get_edition(rt, week)
     actors = rt.actors
-    outcome = editions.start_send(rt, week, utcnow(), actors.start_fan_out,
-                                  actors.enqueue_deliveries)
+    outcome = editions.start_send(
+        rt, week, utcnow(), actors.start_fan_out, actors.enqueue_deliveries
+    )
     return {**editions.status(rt, week).as_json(), "message": outcome.message}
 
 
@@ -91,8 +95,7 @@ def resume(week: str, rt: Runtime = Depends(operator)) -> dict[str, Any]:
     """Resume sending and re-queue what is owed."""
     week = _week(rt, week)
     actors = rt.actors
-    requeued = editions.resume(rt, week, utcnow(), actors.start_fan_out,
-                               actors.enqueue_deliveries)
+    requeued = editions.resume(rt, week, utcnow(), actors.start_fan_out, actors.enqueue_deliveries)
     return {**editions.status(rt, week).as_json(), "requeued": requeued}
 
 
@@ -124,9 +127,15 @@ def list_subscribers(
     with rt.session() as session:
         page = store.list_subscribers_page(session, after, limit, status)
     items = [
-        {"id": s.id, "email": s.email, "name": s.name, "status": s.status,
-         "categories": [c for c in s.categories.split(";") if c], "cadence": s.cadence,
-         "created_at": s.created_at.isoformat() if s.created_at else None}
+        {
+            "id": s.id,
+            "email": s.email,
+            "name": s.name,
+            "status": s.status,
+            "categories": [c for c in s.categories.split(";") if c],
+            "cadence": s.cadence,
+            "created_at": s.created_at.isoformat() if s.created_at else None,
+        }
         for s in page
     ]
     return {"items": items, "next": page[-1].id if len(page) == limit else None}

@@ -31,14 +31,15 @@ def secrets_of(rt: Runtime) -> WebhookSecrets:
     s = rt.settings
     return WebhookSecrets(
         ses_topic_arns=tuple(a.strip() for a in s.ses_topic_arns.split(",") if a.strip()),
-        sendgrid_public_key=s.sendgrid_public_key, postmark_username=s.postmark_username,
-        postmark_password=s.postmark_password, mailgun_signing_key=s.mailgun_signing_key,
+        sendgrid_public_key=s.sendgrid_public_key,
+        postmark_username=s.postmark_username,
+        postmark_password=s.postmark_password,
+        mailgun_signing_key=s.mailgun_signing_key,
     )
 
 
 @router.post("/{provider}")
-async def webhook(provider: str, request: Request,
-                  rt: Runtime = Depends(runtime)) -> JSONResponse:
+async def webhook(provider: str, request: Request, rt: Runtime = Depends(runtime)) -> JSONResponse:
     """Verify, parse and record one provider webhook."""
     body = await request.body()
     if len(body) > MAX_BODY_BYTES:
@@ -52,13 +53,13 @@ def _process(rt: Runtime, provider: str, headers: dict[str, str], body: bytes) -
 
     def seen_token(token: str) -> bool:
         # Shared by every web process: a Mailgun token is good once within the replay window.
-        fresh = rt.redis.set(f"newsletter:webhook-token:{token}", "1", nx=True,
-                             ex=int(2 * DEFAULT_REPLAY_WINDOW_S))
+        fresh = rt.redis.set(
+            f"newsletter:webhook-token:{token}", "1", nx=True, ex=int(2 * DEFAULT_REPLAY_WINDOW_S)
+        )
         return not fresh
 
     try:
-        result = handle(provider, headers, body, secrets_of(rt), time.time(),
-                        seen_token=seen_token)
+        result = handle(provider, headers, body, secrets_of(rt), time.time(), seen_token=seen_token)
         if result.confirmation is not None:
             ses.confirm_subscription(result.confirmation)
             return JSONResponse({"confirmed": result.confirmation.topic_arn})
