@@ -174,8 +174,12 @@ def postgres_ready() -> str:
 
 
 @pytest.fixture(scope="session")
-def embedded_redis_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("redis")
+def embedded_redis_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    from worker.broker import embedded_redis
+
+    path = tmp_path_factory.mktemp("redis")
+    yield path
+    embedded_redis(path).shutdown()
 
 
 @pytest.fixture(params=STACKS)

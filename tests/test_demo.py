@@ -1,0 +1,96 @@
+"""`newsletter demo` and `newsletter up` on the embedded defaults, as a newcomer runs them."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from email import message_from_bytes, policy
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import free_port
+
+
+def _embedded_pid(data_dir: Path) -> int | None:
+    registry = data_dir / "redis.db.settings"
+    if not registry.exists():
+        return None
+    pidfile = Path(json.loads(registry.read_text())["pidfile"])
+    return int(pidfile.read_text()) if pidfile.exists() else None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    status = Path(f"/proc/{pid}/stat")
+    return status.exists() and status.read_text().split()[2] != "Z"
+
+
+def _clean_env(data_dir: Path) -> dict[str, str]:
+    keep = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
+    return {**keep, "NEWSLETTER_DATA_DIR": str(data_dir)}
+
+
+def test_demo_delivers_this_weeks_digest_into_the_outbox_and_leaves_nothing_running(
+    tmp_path: Path,
+) -> None:
+    data_dir = tmp_path / "data"
+    result = subprocess.run([sys.executable, "-m", "worker.cli", "demo"], cwd=tmp_path,
+                            env=_clean_env(data_dir), capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "subscribers: 25 added" in result.stderr
+    assert f"outbox: {data_dir.resolve() / 'outbox'}" in result.stderr
+    mails = sorted((data_dir / "outbox").glob("*.eml"))
+    assert len(mails) == 25
+    first = message_from_bytes(mails[0].read_bytes(), policy=policy.default)
+    assert first["Return-Path"].startswith("<bounces+d")
+    assert first["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert "Axolotl" in result.stderr or any(b"Axolotl" in m.read_bytes() for m in mails)
+    pid_file_gone = _embedded_pid(data_dir)
+    assert pid_file_gone is None or not _alive(pid_file_gone)
+
+    again = subprocess.run([sys.executable, "-m", "worker.cli", "demo"], cwd=tmp_path,
+                           env=_clean_env(data_dir), capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stderr
+    assert "already sent" in again.stderr
+    assert len(list((data_dir / "outbox").glob("*.eml"))) == 25
+
+
+@pytest.mark.slow
+def test_up_serves_and_stops_everything_on_ctrl_c(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    port = free_port()
+    up = subprocess.Popen([sys.executable, "-m", "worker.cli", "up", "--port", str(port)],
+                          cwd=tmp_path, env=_clean_env(data_dir), stderr=subprocess.PIPE,
+                          text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                answer = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "web did not come up"
+                assert up.poll() is None, "newsletter up exited early"
+                time.sleep(0.3)
+        assert answer.json() == {"status": "ok", "database": "ok", "redis": "ok"}
+        token = (data_dir / "operator_token").read_text().strip()
+        api = httpx.get(f"http://127.0.0.1:{port}/api/subscribers",
+                        headers={"Authorization": f"Bearer {token}"})
+        assert api.status_code == 200
+        redis_pid = _embedded_pid(data_dir)
+        assert redis_pid and _alive(redis_pid)
+    finally:
+        up.send_signal(signal.SIGINT)
+        _out, err = up.communicate(timeout=60)
+    assert up.returncode == 0, err
+    assert "operator token:" in err
+    assert not _alive(redis_pid)
