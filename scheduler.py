@@ -8,6 +8,7 @@ make the second one a no-op.
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
@@ -56,18 +57,22 @@ def build(settings: Settings) -> BlockingScheduler:
     return scheduler
 
 
+def next_run(settings: Settings) -> datetime | None:
+    """When the weekly job fires next."""
+    trigger = CronTrigger.from_crontab(settings.weekly_cron, timezone=settings.tz)
+    return trigger.get_next_fire_time(None, datetime.now(settings.tz))
+
+
 def run(settings: Settings) -> None:
     """Run the schedule until SIGINT/SIGTERM."""
     scheduler = build(settings)
-    job = scheduler.get_jobs()[0]
-    scheduler.start(paused=True)
     log.info(
         "weekly edition scheduled: %r (%s), next run %s",
         settings.weekly_cron,
         settings.timezone,
-        job.next_run_time,
+        next_run(settings),
     )
     try:
-        scheduler.resume()
+        scheduler.start()
     except (KeyboardInterrupt, SystemExit):
-        scheduler.shutdown(wait=False)
+        pass

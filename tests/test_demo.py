@@ -43,8 +43,14 @@ def test_demo_delivers_this_weeks_digest_into_the_outbox_and_leaves_nothing_runn
     tmp_path: Path,
 ) -> None:
     data_dir = tmp_path / "data"
-    result = subprocess.run([sys.executable, "-m", "worker.cli", "demo"], cwd=tmp_path,
-                            env=_clean_env(data_dir), capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "worker.cli", "demo"],
+        cwd=tmp_path,
+        env=_clean_env(data_dir),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     assert "subscribers: 25 added" in result.stderr
     assert f"outbox: {data_dir.resolve() / 'outbox'}" in result.stderr
@@ -57,8 +63,14 @@ def test_demo_delivers_this_weeks_digest_into_the_outbox_and_leaves_nothing_runn
     pid_file_gone = _embedded_pid(data_dir)
     assert pid_file_gone is None or not _alive(pid_file_gone)
 
-    again = subprocess.run([sys.executable, "-m", "worker.cli", "demo"], cwd=tmp_path,
-                           env=_clean_env(data_dir), capture_output=True, text=True, timeout=120)
+    again = subprocess.run(
+        [sys.executable, "-m", "worker.cli", "demo"],
+        cwd=tmp_path,
+        env=_clean_env(data_dir),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert again.returncode == 0, again.stderr
     assert "already sent" in again.stderr
     assert len(list((data_dir / "outbox").glob("*.eml"))) == 25
@@ -68,9 +80,13 @@ def test_demo_delivers_this_weeks_digest_into_the_outbox_and_leaves_nothing_runn
 def test_up_serves_and_stops_everything_on_ctrl_c(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     port = free_port()
-    up = subprocess.Popen([sys.executable, "-m", "worker.cli", "up", "--port", str(port)],
-                          cwd=tmp_path, env=_clean_env(data_dir), stderr=subprocess.PIPE,
-                          text=True)
+    up = subprocess.Popen(
+        [sys.executable, "-m", "worker.cli", "up", "--port", str(port)],
+        cwd=tmp_path,
+        env=_clean_env(data_dir),
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -83,8 +99,9 @@ def test_up_serves_and_stops_everything_on_ctrl_c(tmp_path: Path) -> None:
                 time.sleep(0.3)
         assert answer.json() == {"status": "ok", "database": "ok", "redis": "ok"}
         token = (data_dir / "operator_token").read_text().strip()
-        api = httpx.get(f"http://127.0.0.1:{port}/api/subscribers",
-                        headers={"Authorization": f"Bearer {token}"})
+        api = httpx.get(
+            f"http://127.0.0.1:{port}/api/subscribers", headers={"Authorization": f"Bearer {token}"}
+        )
         assert api.status_code == 200
         redis_pid = _embedded_pid(data_dir)
         assert redis_pid and _alive(redis_pid)

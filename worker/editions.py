@@ -73,7 +73,7 @@ class EditionStatusView:
     bounces: dict[str, int]
 
     def as_json(self) -> dict[str, Any]:
-        """The SPEC's fields, in its order, plus comparisons and bounce counts."""
+        """Exactly the fields of ``status --json`` (SPEC §4), in its order."""
         return {
             "week": self.week,
             "status": self.status,
@@ -84,8 +84,6 @@ class EditionStatusView:
             "failed": self.failed,
             "bounced": self.bounced,
             "skipped": self.skipped,
-            "comparisons": self.comparisons,
-            "bounces": self.bounces,
         }
 
     @property
