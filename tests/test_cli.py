@@ -35,6 +35,12 @@ COMMANDS = [
     ["subscribers", "add"],
     ["subscribers", "import"],
     ["subscribers", "export"],
+    ["subscribers", "export-data"],
+    ["subscribers", "erase"],
+    ["bounces", "ingest"],
+    ["bounces", "serve"],
+    ["bounces", "poll"],
+    ["bounces", "list"],
     ["send"],
     ["preview"],
     ["test-send"],
@@ -206,3 +212,18 @@ def test_test_send_reaches_the_server_and_counts_nowhere(
     assert received.message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     status = run(env, "status", "--json")
     assert json.loads(status.stdout)["total"] == 0
+
+
+def test_an_operator_exports_and_erases_a_readers_data(rt: Runtime, env: dict[str, str]) -> None:
+    subscribe(rt, ("gdpr@example.com", "Greta", ("Writing",)))
+    exported = run(env, "subscribers", "export-data", "GDPR@example.com")
+    assert exported.returncode == 0, exported.stderr
+    data = json.loads(exported.stdout)
+    assert data["subscriber"]["email"] == "gdpr@example.com"
+    assert data["subscriber"]["name"] == "Greta"
+
+    erased = run(env, "subscribers", "erase", "gdpr@example.com", "--yes")
+    assert erased.returncode == 0, erased.stderr
+    assert run(env, "subscribers", "export-data", "gdpr@example.com").stderr.strip() == \
+        "error: no subscriber gdpr@example.com"
+    assert run(env, "subscribers", "erase", "gdpr@example.com", "--yes").returncode == 1

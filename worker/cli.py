@@ -262,6 +262,32 @@ def subscribers_export() -> None:
             )
 
 
+@subscribers_app.command("export-data")
+def subscribers_export_data(email: Annotated[str, typer.Argument(help="The address.")]) -> None:
+    """Everything stored about one address, as JSON on stdout (a reader's data request)."""
+    from worker.readers import export_subscriber
+
+    with _runtime() as rt:
+        data = export_subscriber(rt, email)
+    print(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+@subscribers_app.command("erase")
+def subscribers_erase(
+    email: Annotated[str, typer.Argument(help="The address.")],
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Erase a subscriber's personal data (a keyed hash stays if they bounced or complained)."""
+    from worker.readers import erase_subscriber
+
+    if not yes and not typer.confirm(f"Erase everything stored about {email}?", err=True):
+        raise typer.Exit(1)
+    with _runtime() as rt:
+        if not erase_subscriber(rt, email):
+            raise NotFound(f"no subscriber {email}")
+    err.print(f"{email}: erased")
+
+
 # --- editions -------------------------------------------------------------------------------
 
 

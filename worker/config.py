@@ -9,8 +9,8 @@ from __future__ import annotations
 import os
 import re
 import secrets
-from pathlib import Path
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError

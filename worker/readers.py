@@ -1,44 +1,39 @@
 """What readers do: subscribe (double opt-in), confirm, change preferences, export, erase.
 
 The web routes in ``worker.web.readers`` and the operator CLI call these; they take the
-Runtime and never read settings from anywhere else. The queries in the ``queries`` section
-are not in ``worker.store`` yet; they are written in its style so they can move there as is.
+Runtime and never read settings from anywhere else. Its queries live in ``worker.store``.
 """
 
 from __future__ import annotations
 
 import unicodedata
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from worker import store
 from worker.errors import InputError, NotFound
 from worker.models import (
-    BounceEvent,
-    Delivery,
-    Edition,
     Subscriber,
     SubscriberStatus,
-    Suppression,
     utcnow,
 )
 from worker.runtime import Runtime
+from worker.store import Consent
 from worker.subscribers import (
     clean_cadence,
     clean_categories,
     clean_email,
     clean_name,
-    email_key,
 )
 
 CONFIRMATION_EVERY_S = 600
 """At most one confirmation (or already-subscribed) mail per address in this many seconds."""
 
+LOCAL_PART_MAX = 64
 CATEGORIES_MAX = 30
 CATEGORIES_CHARS_MAX = 2000  # the width of Subscriber.categories
 CONSENT_IP_MAX = 64
@@ -52,127 +47,7 @@ MAIL_CONFIRM = "confirm"
 MAIL_ALREADY = "already_subscribed"
 
 
-# --- queries (to move into worker.store) ---------------------------------------------------
-
-
-def get_subscriber_by_id(session: Session, subscriber_id: int) -> Subscriber | None:
-    """The subscriber with this id."""
-    return session.get(Subscriber, subscriber_id)
-
-
-def create_pending_subscriber(session: Session, email: str, name: str, categories: str,
-                              cadence: str, consent: Consent, now: datetime) -> int:
-    """Insert a pending subscriber with its consent record; returns its id."""
-    subscriber = Subscriber(
-        email=email, email_key=email_key(email), token=store.new_token(), name=name,
-        status=SubscriberStatus.pending.value, categories=categories, cadence=cadence,
-        consent_at=now, consent_ip=consent.ip, consent_user_agent=consent.user_agent,
-        consent_source=consent.source, created_at=now, status_changed_at=now,
-    )
-    session.add(subscriber)
-    session.flush()
-    assert subscriber.id is not None
-    return subscriber.id
-
-
-def mark_subscriber_pending(session: Session, subscriber_id: int, name: str, categories: str,
-                            cadence: str, consent: Consent, now: datetime) -> None:
-    """A pending or unsubscribed subscriber asks again: new choices, new consent, pending."""
-    session.execute(
-        update(Subscriber)
-        .where(Subscriber.id == subscriber_id,
-               Subscriber.status.in_((SubscriberStatus.pending.value,
-                                      SubscriberStatus.unsubscribed.value)))
-        .values(status=SubscriberStatus.pending.value, status_changed_at=now, name=name,
-                categories=categories, cadence=cadence, consent_at=now, consent_ip=consent.ip,
-                consent_user_agent=consent.user_agent, consent_source=consent.source)
-    )
-
-
-def mark_confirmation_due(session: Session, subscriber_id: int, now: datetime,
-                          every_s: int = CONFIRMATION_EVERY_S) -> bool:
-    """Claim the right to mail this subscriber about subscribing; False if one went out
-    less than ``every_s`` ago. One conditional UPDATE, so two racing posts send one mail."""
-    result = session.execute(
-        update(Subscriber)
-        .where(Subscriber.id == subscriber_id,
-               or_(Subscriber.last_confirmation_sent_at.is_(None),
-                   Subscriber.last_confirmation_sent_at <= now - timedelta(seconds=every_s)))
-        .values(last_confirmation_sent_at=now)
-    )
-    return bool(result.rowcount)
-
-
-def mark_subscriber_confirmed(session: Session, subscriber_id: int, now: datetime) -> bool:
-    """Pending → active; True if this call did it (a replayed link finds it done)."""
-    result = session.execute(
-        update(Subscriber)
-        .where(Subscriber.id == subscriber_id,
-               Subscriber.status == SubscriberStatus.pending.value)
-        .values(status=SubscriberStatus.active.value, confirmed_at=now, status_changed_at=now)
-    )
-    return bool(result.rowcount)
-
-
-def mark_subscriber_preferences(session: Session, subscriber_id: int, name: str,
-                                categories: str, cadence: str) -> None:
-    """Save a subscriber's name, categories and cadence."""
-    session.execute(
-        update(Subscriber).where(Subscriber.id == subscriber_id)
-        .values(name=name, categories=categories, cadence=cadence)
-    )
-
-
-def list_deliveries_of(session: Session, subscriber_id: int) -> list[tuple[Delivery, str]]:
-    """A subscriber's deliveries with the week of their edition, oldest first."""
-    rows = session.execute(
-        select(Delivery, Edition.week).join(Edition, Edition.id == Delivery.edition_id)
-        .where(Delivery.subscriber_id == subscriber_id).order_by(Delivery.id)
-    ).all()
-    return [(row[0], row[1]) for row in rows]
-
-
-def _bounces_of(subscriber: Subscriber) -> Any:
-    # Events matched to the row, and those that only name the address (unmatched DSNs).
-    return or_(BounceEvent.subscriber_id == subscriber.id,
-               func.lower(BounceEvent.recipient) == subscriber.email_key)
-
-
-def list_bounce_events_of(session: Session, subscriber: Subscriber) -> list[BounceEvent]:
-    """Every bounce event about a subscriber, oldest first."""
-    return list(session.execute(
-        select(BounceEvent).where(_bounces_of(subscriber)).order_by(BounceEvent.id)
-    ).scalars())
-
-
-def delete_subscriber(session: Session, subscriber: Subscriber) -> None:
-    """Delete a subscriber with its bounce events and deliveries (children first)."""
-    delivery_ids = select(Delivery.id).where(Delivery.subscriber_id == subscriber.id)
-    session.execute(delete(BounceEvent).where(
-        or_(_bounces_of(subscriber), BounceEvent.delivery_id.in_(delivery_ids))))
-    session.execute(delete(Delivery).where(Delivery.subscriber_id == subscriber.id))
-    session.execute(delete(Subscriber).where(Subscriber.id == subscriber.id))
-
-
-def create_suppression(session: Session, email_hash: str, reason: str) -> None:
-    """Remember a keyed hash of an address that must never be mailed again."""
-    known = session.execute(
-        select(Suppression.id).where(Suppression.email_hash == email_hash)).first()
-    if known is None:
-        session.add(Suppression(email_hash=email_hash, reason=reason))
-        session.flush()
-
-
 # --- input ----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Consent:
-    """Where and when someone asked to subscribe (GDPR art. 7: be able to show consent)."""
-
-    ip: str | None
-    user_agent: str | None
-    source: str | None
 
 
 @dataclass(frozen=True)
@@ -220,13 +95,16 @@ def _printable(text: str | None, limit: int) -> str | None:
 
 def consent_from(ip: str | None, user_agent: str | None, source: str | None) -> Consent:
     """The consent record of a form post, sanitised for storage."""
-    return Consent(ip=_printable(ip, CONSENT_IP_MAX),
-                   user_agent=_printable(user_agent, CONSENT_USER_AGENT_MAX),
-                   source=_printable(source, CONSENT_SOURCE_MAX))
+    return Consent(
+        ip=_printable(ip, CONSENT_IP_MAX),
+        user_agent=_printable(user_agent, CONSENT_USER_AGENT_MAX),
+        source=_printable(source, CONSENT_SOURCE_MAX),
+    )
 
 
-def read_choices(name: str | None, categories: list[str], cadence: str | None,
-                 known: list[str]) -> tuple[Choices | None, dict[str, str]]:
+def read_choices(
+    name: str | None, categories: list[str], cadence: str | None, known: list[str]
+) -> tuple[Choices | None, dict[str, str]]:
     """Validate name, categories and cadence; known categories take their stored spelling."""
     errors: dict[str, str] = {}
     clean: Choices | None = None
@@ -252,14 +130,26 @@ def read_choices(name: str | None, categories: list[str], cadence: str | None,
     return clean, errors
 
 
-def read_subscribe_form(email: str | None, name: str | None, categories: list[str],
-                        cadence: str | None, known: list[str],
-                        check_deliverability: bool = False) -> SubscribeRequest:
+def read_subscribe_form(
+    email: str | None,
+    name: str | None,
+    categories: list[str],
+    cadence: str | None,
+    known: list[str],
+    check_deliverability: bool = False,
+) -> SubscribeRequest:
     """Validate a subscribe form; FormErrors names every field at fault."""
     errors: dict[str, str] = {}
     address = ""
     try:
         address = clean_email(email or "", check_deliverability)
+        if len(address.rpartition("@")[0]) > LOCAL_PART_MAX:
+            # RFC 5321 §4.5.3.1.1; email-validator checks it only in strict mode, and servers
+            # refuse such addresses, so taking one would only buy a bounce.
+            raise InputError(
+                f"email: the part before the @-sign is too long "
+                f"({LOCAL_PART_MAX} characters at most)"
+            )
     except InputError as exc:
         errors["email"] = _reason(exc, "email")
     choices, choice_errors = read_choices(name, categories, cadence, known)
@@ -281,8 +171,9 @@ class SubscribeOutcome:
     """``confirm``, ``already_subscribed`` or None (no mail: suppressed, or sent recently)."""
 
 
-def subscribe(rt: Runtime, wanted: SubscribeRequest, consent: Consent,
-              now: datetime | None = None) -> SubscribeOutcome:
+def subscribe(
+    rt: Runtime, wanted: SubscribeRequest, consent: Consent, now: datetime | None = None
+) -> SubscribeOutcome:
     """Record a subscribe request and say which mail (if any) the address should get."""
     now = now or utcnow()
     for attempt in (1, 2):
@@ -295,16 +186,18 @@ def subscribe(rt: Runtime, wanted: SubscribeRequest, consent: Consent,
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def _subscribe(rt: Runtime, wanted: SubscribeRequest, consent: Consent,
-               now: datetime) -> SubscribeOutcome:
+def _subscribe(
+    rt: Runtime, wanted: SubscribeRequest, consent: Consent, now: datetime
+) -> SubscribeOutcome:
     c = wanted.choices
     with rt.session() as session, session.begin():
         if store.is_suppressed(session, rt.secret_key, wanted.email):
             return SubscribeOutcome(None, None)
         known = store.get_subscriber_by_email(session, wanted.email)
         if known is None:
-            subscriber_id = create_pending_subscriber(
-                session, wanted.email, c.name, c.stored_categories, c.cadence, consent, now)
+            subscriber_id = store.create_pending_subscriber(
+                session, wanted.email, c.name, c.stored_categories, c.cadence, consent, now
+            )
             mail = MAIL_CONFIRM
         elif known.status in NEVER_AGAIN:
             return SubscribeOutcome(known.id, None)
@@ -316,9 +209,10 @@ def _subscribe(rt: Runtime, wanted: SubscribeRequest, consent: Consent,
         else:
             assert known.id is not None
             subscriber_id, mail = known.id, MAIL_CONFIRM
-            mark_subscriber_pending(session, subscriber_id, c.name, c.stored_categories,
-                                    c.cadence, consent, now)
-        if not mark_confirmation_due(session, subscriber_id, now):
+            store.mark_subscriber_pending(
+                session, subscriber_id, c.name, c.stored_categories, c.cadence, consent, now
+            )
+        if not store.mark_confirmation_due(session, subscriber_id, now, CONFIRMATION_EVERY_S):
             return SubscribeOutcome(subscriber_id, None)
         return SubscribeOutcome(subscriber_id, mail)
 
@@ -327,9 +221,9 @@ def confirm(rt: Runtime, subscriber: Subscriber, now: datetime | None = None) ->
     """Confirm a pending subscriber: ``confirmed``, ``already`` (active) or the status it has."""
     assert subscriber.id is not None
     with rt.session() as session, session.begin():
-        if mark_subscriber_confirmed(session, subscriber.id, now or utcnow()):
+        if store.mark_subscriber_confirmed(session, subscriber.id, now or utcnow()):
             return "confirmed"
-        current = get_subscriber_by_id(session, subscriber.id)
+        current = store.get_subscriber_by_id(session, subscriber.id)
     if current is None:
         return "gone"
     return "already" if current.status == SubscriberStatus.active.value else current.status
@@ -338,8 +232,9 @@ def confirm(rt: Runtime, subscriber: Subscriber, now: datetime | None = None) ->
 def save_preferences(rt: Runtime, subscriber_id: int, choices: Choices) -> None:
     """Save what a subscriber chose on the preferences page."""
     with rt.session() as session, session.begin():
-        mark_subscriber_preferences(session, subscriber_id, choices.name,
-                                    choices.stored_categories, choices.cadence)
+        store.mark_subscriber_preferences(
+            session, subscriber_id, choices.name, choices.stored_categories, choices.cadence
+        )
 
 
 # --- privacy --------------------------------------------------------------------------------
@@ -365,17 +260,23 @@ def export_data(session: Session, subscriber: Subscriber) -> dict[str, Any]:
     """Everything stored about one subscriber, as JSON-ready data (GDPR art. 15 and 20)."""
     assert subscriber.id is not None
     row = _row(subscriber)
-    consent = {key: row.pop(key) for key in
-               ("consent_at", "consent_ip", "consent_user_agent", "consent_source")}
+    consent = {
+        key: row.pop(key)
+        for key in ("consent_at", "consent_ip", "consent_user_agent", "consent_source")
+    }
     row["categories"] = [c for c in subscriber.categories.split(";") if c]
     return {
         "exported_at": _moment(utcnow()),
         "subscriber": row,
         "consent": consent,
-        "deliveries": [{**_row(d, skip=("subscriber_id",)), "edition": week}
-                       for d, week in list_deliveries_of(session, subscriber.id)],
-        "bounce_events": [_row(b, skip=("subscriber_id",))
-                          for b in list_bounce_events_of(session, subscriber)],
+        "deliveries": [
+            {**_row(d, skip=("subscriber_id",)), "edition": week}
+            for d, week in store.list_deliveries_of(session, subscriber.id)
+        ],
+        "bounce_events": [
+            _row(b, skip=("subscriber_id",))
+            for b in store.list_bounce_events_of(session, subscriber)
+        ],
     }
 
 
@@ -396,12 +297,13 @@ def erase(session: Session, secret_key: str, subscriber: Subscriber) -> str | No
     """
     reason: str | None = subscriber.status if subscriber.status in NEVER_AGAIN else None
     if reason is None:
-        kinds = {b.kind for b in list_bounce_events_of(session, subscriber)}
-        reason = ("complained" if "complaint" in kinds
-                  else "bounced" if "hard" in kinds else None)
+        kinds = {b.kind for b in store.list_bounce_events_of(session, subscriber)}
+        reason = "complained" if "complaint" in kinds else "bounced" if "hard" in kinds else None
     if reason is not None:
-        create_suppression(session, store.suppression_hash(secret_key, subscriber.email), reason)
-    delete_subscriber(session, subscriber)
+        store.create_suppression(
+            session, store.suppression_hash(secret_key, subscriber.email), reason
+        )
+    store.delete_subscriber(session, subscriber)
     return reason
 
 

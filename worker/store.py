@@ -393,6 +393,176 @@ def mark_subscriber_status(
     return bool(result.rowcount)
 
 
+@dataclass(frozen=True)
+class Consent:
+    """Where and when someone asked to subscribe (GDPR art. 7: be able to show consent)."""
+
+    ip: str | None
+    user_agent: str | None
+    source: str | None
+
+
+# --- readers: subscribing, confirming, privacy ---------------------------------------------------
+
+
+def get_subscriber_by_id(session: Session, subscriber_id: int) -> Subscriber | None:
+    """The subscriber with this id."""
+    return session.get(Subscriber, subscriber_id)
+
+
+def create_pending_subscriber(
+    session: Session,
+    email: str,
+    name: str,
+    categories: str,
+    cadence: str,
+    consent: Consent,
+    now: datetime,
+) -> int:
+    """Insert a pending subscriber with its consent record; returns its id."""
+    subscriber = Subscriber(
+        email=email,
+        email_key=email_key(email),
+        token=new_token(),
+        name=name,
+        status=SubscriberStatus.pending.value,
+        categories=categories,
+        cadence=cadence,
+        consent_at=now,
+        consent_ip=consent.ip,
+        consent_user_agent=consent.user_agent,
+        consent_source=consent.source,
+        created_at=now,
+        status_changed_at=now,
+    )
+    session.add(subscriber)
+    session.flush()
+    assert subscriber.id is not None
+    return subscriber.id
+
+
+def mark_subscriber_pending(
+    session: Session,
+    subscriber_id: int,
+    name: str,
+    categories: str,
+    cadence: str,
+    consent: Consent,
+    now: datetime,
+) -> None:
+    """A pending or unsubscribed subscriber asks again: new choices, new consent, pending."""
+    session.execute(
+        update(Subscriber)
+        .where(
+            Subscriber.id == subscriber_id,
+            Subscriber.status.in_(
+                (SubscriberStatus.pending.value, SubscriberStatus.unsubscribed.value)
+            ),
+        )
+        .values(
+            status=SubscriberStatus.pending.value,
+            status_changed_at=now,
+            name=name,
+            categories=categories,
+            cadence=cadence,
+            consent_at=now,
+            consent_ip=consent.ip,
+            consent_user_agent=consent.user_agent,
+            consent_source=consent.source,
+        )
+    )
+
+
+def mark_confirmation_due(
+    session: Session, subscriber_id: int, now: datetime, every_s: int
+) -> bool:
+    """Claim the right to mail this subscriber about subscribing; False if one went out
+    less than ``every_s`` ago. One conditional UPDATE, so two racing posts send one mail."""
+    result = session.execute(
+        update(Subscriber)
+        .where(
+            Subscriber.id == subscriber_id,
+            or_(
+                Subscriber.last_confirmation_sent_at.is_(None),
+                Subscriber.last_confirmation_sent_at <= now - timedelta(seconds=every_s),
+            ),
+        )
+        .values(last_confirmation_sent_at=now)
+    )
+    return bool(result.rowcount)
+
+
+def mark_subscriber_confirmed(session: Session, subscriber_id: int, now: datetime) -> bool:
+    """Pending → active; True if this call did it (a replayed link finds it done)."""
+    result = session.execute(
+        update(Subscriber)
+        .where(Subscriber.id == subscriber_id, Subscriber.status == SubscriberStatus.pending.value)
+        .values(status=SubscriberStatus.active.value, confirmed_at=now, status_changed_at=now)
+    )
+    return bool(result.rowcount)
+
+
+def mark_subscriber_preferences(
+    session: Session, subscriber_id: int, name: str, categories: str, cadence: str
+) -> None:
+    """Save a subscriber's name, categories and cadence."""
+    session.execute(
+        update(Subscriber)
+        .where(Subscriber.id == subscriber_id)
+        .values(name=name, categories=categories, cadence=cadence)
+    )
+
+
+def list_deliveries_of(session: Session, subscriber_id: int) -> list[tuple[Delivery, str]]:
+    """A subscriber's deliveries with the week of their edition, oldest first."""
+    rows = session.execute(
+        select(Delivery, Edition.week)
+        .join(Edition, Edition.id == Delivery.edition_id)
+        .where(Delivery.subscriber_id == subscriber_id)
+        .order_by(Delivery.id)
+    ).all()
+    return [(row[0], row[1]) for row in rows]
+
+
+def _bounces_of(subscriber: Subscriber) -> Any:
+    # Events matched to the row, and those that only name the address (unmatched DSNs).
+    return or_(
+        BounceEvent.subscriber_id == subscriber.id,
+        func.lower(BounceEvent.recipient) == subscriber.email_key,
+    )
+
+
+def list_bounce_events_of(session: Session, subscriber: Subscriber) -> list[BounceEvent]:
+    """Every bounce event about a subscriber, oldest first."""
+    return list(
+        session.execute(
+            select(BounceEvent).where(_bounces_of(subscriber)).order_by(BounceEvent.id)
+        ).scalars()
+    )
+
+
+def delete_subscriber(session: Session, subscriber: Subscriber) -> None:
+    """Delete a subscriber with its bounce events and deliveries (children first)."""
+    delivery_ids = select(Delivery.id).where(Delivery.subscriber_id == subscriber.id)
+    session.execute(
+        delete(BounceEvent).where(
+            or_(_bounces_of(subscriber), BounceEvent.delivery_id.in_(delivery_ids))
+        )
+    )
+    session.execute(delete(Delivery).where(Delivery.subscriber_id == subscriber.id))
+    session.execute(delete(Subscriber).where(Subscriber.id == subscriber.id))
+
+
+def create_suppression(session: Session, email_hash: str, reason: str) -> None:
+    """Remember a keyed hash of an address that must never be mailed again."""
+    known = session.execute(
+        select(Suppression.id).where(Suppression.email_hash == email_hash)
+    ).first()
+    if known is None:
+        session.add(Suppression(email_hash=email_hash, reason=reason))
+        session.flush()
+
+
 # --- editions --------------------------------------------------------------------------------
 
 

@@ -40,16 +40,23 @@ class Kind:
 
 
 KINDS = {
-    readers.MAIL_CONFIRM: Kind("confirm", "Confirm your subscription to Weekly AI Tool Verdicts",
-                               SubscriberStatus.pending.value),
-    readers.MAIL_ALREADY: Kind("confirm", "You are already subscribed to Weekly AI Tool Verdicts",
-                               SubscriberStatus.active.value),
+    readers.MAIL_CONFIRM: Kind(
+        "confirm",
+        "Confirm your subscription to Weekly AI Tool Verdicts",
+        SubscriberStatus.pending.value,
+    ),
+    readers.MAIL_ALREADY: Kind(
+        "confirm",
+        "You are already subscribed to Weekly AI Tool Verdicts",
+        SubscriberStatus.active.value,
+    ),
 }
 
 
 def confirm_url(rt: Runtime, subscriber_token: str) -> str:
     """The link that confirms a subscription (signed, valid for 7 days)."""
-    return f"{rt.settings.public_url}/confirm/{sign_link(rt.secret_key, 'confirm', subscriber_token)}"
+    token = sign_link(rt.secret_key, "confirm", subscriber_token)
+    return f"{rt.settings.public_url}/confirm/{token}"
 
 
 def render(rt: Runtime, kind: str, subscriber: Subscriber) -> tuple[RenderedMail, dict[str, str]]:
@@ -60,8 +67,11 @@ def render(rt: Runtime, kind: str, subscriber: Subscriber) -> tuple[RenderedMail
     context = {
         "title": spec.subject,
         "already": already,
-        "preheader": ("Your address is already on the list; here is where to change what you get."
-                      if already else "One click to confirm, and the week's verdicts are yours."),
+        "preheader": (
+            "Your address is already on the list; here is where to change what you get."
+            if already
+            else "One click to confirm, and the week's verdicts are yours."
+        ),
         "confirm_url": confirm_url(rt, subscriber.token),
         "confirm_days": CONFIRM_DAYS,
         "email": subscriber.email,
@@ -75,8 +85,15 @@ def render(rt: Runtime, kind: str, subscriber: Subscriber) -> tuple[RenderedMail
     return rt.renderer.render(spec.template, spec.subject, context), values
 
 
-def build(mail: RenderedMail, values: dict[str, str], to_name: str, to_email: str,
-          identity: Identity, message_id: str, date: datetime) -> bytes:
+def build(
+    mail: RenderedMail,
+    values: dict[str, str],
+    to_name: str,
+    to_email: str,
+    identity: Identity,
+    message_id: str,
+    date: datetime,
+) -> bytes:
     """A multipart/alternative message; the email package refuses CR/LF in any header."""
     local, _, domain = to_email.rpartition("@")
     message = EmailMessage(policy=policy.SMTP if to_email.isascii() else policy.SMTPUTF8)
@@ -99,9 +116,10 @@ def send(rt: Runtime, kind: str, subscriber_id: int) -> str:
     if kind not in KINDS:
         raise InputError(f"unknown transactional mail {kind!r}")
     with rt.session() as session:
-        subscriber = readers.get_subscriber_by_id(session, subscriber_id)
+        subscriber = store.get_subscriber_by_id(session, subscriber_id)
         suppressed = subscriber is not None and store.is_suppressed(
-            session, rt.secret_key, subscriber.email)
+            session, rt.secret_key, subscriber.email
+        )
     if subscriber is None or suppressed:
         return "skipped: no such subscriber"
     if subscriber.status != KINDS[kind].status:
@@ -109,19 +127,27 @@ def send(rt: Runtime, kind: str, subscriber_id: int) -> str:
         return f"skipped: subscriber is {subscriber.status}"
     mail, values = render(rt, kind, subscriber)
     message_id = f"<{kind}.{secrets.token_hex(8)}@{rt.settings.mail_domain}>"
-    data = build(mail, values, subscriber.name, subscriber.email, rt.identity, message_id,
-                 utcnow())
+    data = build(mail, values, subscriber.name, subscriber.email, rt.identity, message_id, utcnow())
     try:
         rt.transport.send(rt.settings.bounce_address, subscriber.email, data)
     except RecipientRefused as exc:
         found = classify(None, exc.text, exc.code)
-        bounce_kind = found.kind if found.kind in ("soft", "complaint") else "hard"
+        # As for a delivery: a 5xx at RCPT is a hard bounce unless the reply says otherwise.
+        bounce_kind = found.kind if found.kind in ("sender", "soft", "complaint") else "hard"
         with rt.session() as session, session.begin():
-            record_bounce(session, BounceFacts(
-                kind=bounce_kind, reason=found.reason, source="smtp",
-                recipient=subscriber.email, status=str(exc.code), diagnostic=exc.text,
-                subscriber_id=subscriber_id,
-            ), policy_of(rt))
+            record_bounce(
+                session,
+                BounceFacts(
+                    kind=bounce_kind,
+                    reason=found.reason,
+                    source="smtp",
+                    recipient=subscriber.email,
+                    status=str(exc.code),
+                    diagnostic=exc.text,
+                    subscriber_id=subscriber_id,
+                ),
+                policy_of(rt),
+            )
         return f"refused: {exc}"
     except PermanentFailure as exc:
         log.error("%s mail to subscriber %s failed for good: %s", kind, subscriber_id, exc)
