@@ -1,4 +1,5 @@
-"""The weekly schedule: on NEWSLETTER_WEEKLY_CRON, build and send the current week's edition.
+"""The schedule: on NEWSLETTER_WEEKLY_CRON, build and send the current week's edition; every
+minute, an instant alert for each newly published comparison.
 
 This module only schedules; the work is ``worker.editions.start_send``. Two schedulers may run
 at once (two hosts, a restart overlapping): the edition's unique week and the idempotent fan-out
@@ -12,6 +13,7 @@ from datetime import datetime
 
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
 
 from worker import editions
 from worker.config import Settings
@@ -20,6 +22,8 @@ from worker.models import utcnow
 from worker.runtime import open_runtime
 
 log = logging.getLogger("scheduler")
+
+ALERT_EVERY_S = 60
 
 
 def send_current_week(settings: Settings) -> str:
@@ -41,6 +45,23 @@ def send_current_week(settings: Settings) -> str:
         rt.close()
 
 
+def send_alerts(settings: Settings) -> list[str]:
+    """The frequent job: an instant alert for each comparison published since the last run."""
+    rt = open_runtime(settings)
+    try:
+        started = editions.send_alerts(
+            rt, utcnow(), rt.actors.start_fan_out, rt.actors.enqueue_deliveries
+        )
+        for key in started:
+            log.info("instant alert %s: sending", key)
+        return started
+    except NewsletterError as exc:
+        log.error("instant alerts failed: %s", exc)
+        return []
+    finally:
+        rt.close()
+
+
 def build(settings: Settings) -> BlockingScheduler:
     """A scheduler with the weekly job on the configured crontab and time zone."""
     scheduler = BlockingScheduler(timezone=settings.tz)
@@ -52,6 +73,15 @@ def build(settings: Settings) -> BlockingScheduler:
         coalesce=True,
         max_instances=1,
         misfire_grace_time=6 * 3600,
+        replace_existing=True,
+    )
+    scheduler.add_job(
+        send_alerts,
+        IntervalTrigger(seconds=ALERT_EVERY_S),
+        args=[settings],
+        id="instant-alerts",
+        coalesce=True,
+        max_instances=1,
         replace_existing=True,
     )
     return scheduler

@@ -224,6 +224,8 @@ def test_an_operator_exports_and_erases_a_readers_data(rt: Runtime, env: dict[st
 
     erased = run(env, "subscribers", "erase", "gdpr@example.com", "--yes")
     assert erased.returncode == 0, erased.stderr
-    assert run(env, "subscribers", "export-data", "gdpr@example.com").stderr.strip() == \
-        "error: no subscriber gdpr@example.com"
+    assert (
+        run(env, "subscribers", "export-data", "gdpr@example.com").stderr.strip()
+        == "error: no subscriber gdpr@example.com"
+    )
     assert run(env, "subscribers", "erase", "gdpr@example.com", "--yes").returncode == 1

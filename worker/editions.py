@@ -26,7 +26,9 @@ from worker.errors import (
 )
 from worker.message import Recipient, build_message, message_id_for, test_message_id
 from worker.models import (
+    Cadence,
     DeliveryStatus,
+    EditionKind,
     Edition,
     EditionStatus,
     SubscriberStatus,
@@ -218,6 +220,7 @@ def fan_out(rt: Runtime, edition_id: int, enqueue: Enqueue) -> bool:
     if edition is None or edition.status != EditionStatus.sending.value or edition.fanout_done:
         return bool(edition and edition.fanout_done)
     planned = rt.planned(edition_id)
+    alert = edition.kind == EditionKind.alert.value
     cursor = edition.fanout_cursor
     picks_cache: dict[frozenset[str], bool] = {}
     while True:
@@ -230,13 +233,19 @@ def fan_out(rt: Runtime, edition_id: int, enqueue: Enqueue) -> bool:
                 key = category_key(split_categories(categories))
                 if key not in picks_cache:
                     picks_cache[key] = bool(pick_for(key, planned))
-                reason = (
-                    SKIP_INSTANT
-                    if cadence != "weekly"
-                    else None
-                    if picks_cache[key]
-                    else SKIP_NO_MATCH
-                )
+                if alert:
+                    # An alert goes to instant readers who follow its category, and only them.
+                    if cadence != Cadence.instant.value or not picks_cache[key]:
+                        continue
+                    reason = None
+                else:
+                    reason = (
+                        SKIP_INSTANT
+                        if cadence != Cadence.weekly.value
+                        else None
+                        if picks_cache[key]
+                        else SKIP_NO_MATCH
+                    )
                 rows.append(
                     {
                         "edition_id": edition_id,
@@ -333,6 +342,40 @@ def sweep(
     return totals
 
 
+ALERT_WINDOW = timedelta(hours=48)
+
+
+def send_alerts(
+    rt: Runtime, now: datetime, fan_out: Callable[[int], None], enqueue: Enqueue
+) -> list[str]:
+    """Start an instant alert for every comparison published lately that had none.
+
+    Published in the last 48 hours and not in the future; each comparison is alerted once
+    (its alert edition is unique), whoever calls this and however often.
+    """
+    with rt.session() as session:
+        ids = store.list_unalerted(session, now - ALERT_WINDOW, now)
+    started = []
+    for comparison_id in ids:
+        with rt.session() as session:
+            [view] = store.get_comparison_views(session, [comparison_id])
+        mail = rt.renderer.render_alert(view)
+        html = mail.html.fill(sample_values(rt.settings.public_url), escape=True)
+        key = store.alert_key(comparison_id)
+        edition, created = store.create_edition(
+            rt.engine, key, [comparison_id], mail.subject, html, kind=EditionKind.alert
+        )
+        if not created or edition.id is None:
+            continue
+        with rt.session() as session, session.begin():
+            store.mark_edition_status(
+                session, edition.id, EditionStatus.sending, (EditionStatus.draft.value,)
+            )
+        fan_out(edition.id)
+        started.append(key)
+    return started
+
+
 # --- one delivery ---------------------------------------------------------------------------
 
 
@@ -378,7 +421,7 @@ def deliver(rt: Runtime, delivery_id: int, retry_later: Callable[[int, float], N
     if not picks:
         return record(DeliveryStatus.skipped, error=SKIP_NO_MATCH)
 
-    mail = rt.mail_for(claim.week, picks)
+    mail = rt.mail_for(claim.week, picks, claim.edition_kind)
     unsubscribe_url, preferences_url = links_for(rt, claim.token)
     token = verp_token(rt.secret_key, delivery_id)
     message_id = message_id_for(delivery_id, claim.week, rt.settings.mail_domain)

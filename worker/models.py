@@ -35,6 +35,11 @@ class EditionStatus(enum.StrEnum):
     cancelled = "cancelled"
 
 
+class EditionKind(enum.StrEnum):
+    digest = "digest"
+    alert = "alert"
+
+
 class DeliveryStatus(enum.StrEnum):
     queued = "queued"
     sending = "sending"
@@ -106,6 +111,8 @@ class Subscriber(SQLModel, table=True):
 class Edition(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     week: str = Field(max_length=10, unique=True)
+    """The ISO week of a digest (``2026-W48``), or ``A<comparison id>`` for an instant alert."""
+    kind: str = Field(default=EditionKind.digest.value, max_length=10)
     status: str = Field(default=EditionStatus.draft.value, max_length=20, index=True)
     subject: str = Field(default="", max_length=500)
     html: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))

@@ -149,6 +149,25 @@ class Renderer:
         }
         return self.render("digest", digest_subject(comparisons), context)
 
+    def render_alert(self, comparison: ComparisonView) -> RenderedMail:
+        """The instant alert about one newly published comparison."""
+        context = {
+            "title": f"New verdict: {comparison.title}",
+            "heading": f"New verdict · {comparison.category}",
+            "preheader": f"{comparison.tool_a.name} vs {comparison.tool_b.name}: the panel's "
+            "verdict, pricing and the community vote",
+            "intro": "A new side-by-side comparison in a category you follow was just published.",
+            "footer_reason": "You get this because you asked for instant alerts from "
+            "Weekly AI Tool Verdicts.",
+            "comparisons": [comparison],
+        }
+        return self.render("digest", alert_subject(comparison), context)
+
+
+def alert_subject(comparison: ComparisonView) -> str:
+    """The subject line of an instant alert."""
+    return f"New verdict: {comparison.title}"
+
 
 def sample_values(public_url: str) -> dict[str, str]:
     """Slot values for a preview that no subscriber receives."""

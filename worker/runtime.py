@@ -104,8 +104,10 @@ class Runtime:
         """Ids of the comparisons of an edition that a subscriber with ``categories`` gets."""
         return pick_for(category_key(split_categories(categories)), self.planned(edition_id))
 
-    def mail_for(self, week: str, comparison_ids: tuple[int, ...]) -> RenderedMail:
-        """The compiled digest for this set of comparisons, rendered once per process."""
+    def mail_for(
+        self, week: str, comparison_ids: tuple[int, ...], kind: str = "digest"
+    ) -> RenderedMail:
+        """The compiled mail for this set of comparisons, rendered once per process."""
         cache_key = (week, comparison_ids)
         with self._lock:
             mail = self._mails.get(cache_key)
@@ -114,7 +116,10 @@ class Runtime:
                 return mail
         with self.session() as session:
             views = store.get_comparison_views(session, comparison_ids)
-        mail = self.renderer.render_digest(week, views)
+        if kind == "alert":
+            mail = self.renderer.render_alert(views[0])
+        else:
+            mail = self.renderer.render_digest(week, views)
         with self._lock:
             self._mails[cache_key] = mail
             while len(self._mails) > MAIL_CACHE_SIZE:

@@ -25,6 +25,7 @@ from worker.comparisons import ComparisonRecord
 from worker.models import (
     OWED,
     BounceEvent,
+    EditionKind,
     Comparison,
     Delivery,
     DeliveryStatus,
@@ -160,8 +161,12 @@ def list_candidates(session: Session, since: datetime, until: datetime) -> list[
 
 
 def list_carried_ids(session: Session, except_edition_id: int | None = None) -> set[int]:
-    """Ids of comparisons some (other) edition already carries."""
-    query = select(EditionComparison.comparison_id)
+    """Ids of comparisons some (other) digest already carries (instant alerts do not count)."""
+    query = (
+        select(EditionComparison.comparison_id)
+        .join(Edition, Edition.id == EditionComparison.edition_id)
+        .where(Edition.kind == EditionKind.digest.value)
+    )
     if except_edition_id is not None:
         query = query.where(EditionComparison.edition_id != except_edition_id)
     return set(session.execute(query).scalars())
@@ -576,17 +581,50 @@ def get_edition_by_id(session: Session, edition_id: int) -> Edition | None:
     return session.get(Edition, edition_id)
 
 
-def list_editions(session: Session, statuses: Iterable[str] = ()) -> list[Edition]:
-    """Editions, newest week first, optionally only some statuses."""
-    query = select(Edition).order_by(Edition.week.desc())
+def list_editions(
+    session: Session, statuses: Iterable[str] = (), kind: EditionKind | None = None
+) -> list[Edition]:
+    """Editions, newest first, optionally only some statuses or one kind."""
+    query = select(Edition).order_by(Edition.created_at.desc(), Edition.id.desc())
     wanted = tuple(statuses)
     if wanted:
         query = query.where(Edition.status.in_(wanted))
+    if kind is not None:
+        query = query.where(Edition.kind == kind.value)
     return list(session.execute(query).scalars())
 
 
+def list_unalerted(session: Session, since: datetime, until: datetime) -> list[int]:
+    """Comparisons published in [since, until] that no instant alert has gone out for yet."""
+    ids = list(
+        session.execute(
+            select(Comparison.id)
+            .where(Comparison.published_at >= since, Comparison.published_at <= until)
+            .order_by(Comparison.published_at)
+        ).scalars()
+    )
+    if not ids:
+        return []
+    alerted = set(
+        session.execute(
+            select(Edition.week).where(Edition.week.in_([alert_key(i) for i in ids]))
+        ).scalars()
+    )
+    return [i for i in ids if alert_key(i) not in alerted]
+
+
+def alert_key(comparison_id: int) -> str:
+    """The unique ``week`` of the instant alert about a comparison."""
+    return f"A{comparison_id}"
+
+
 def create_edition(
-    engine: Engine, week: str, comparison_ids: Sequence[int], subject: str, html: str
+    engine: Engine,
+    week: str,
+    comparison_ids: Sequence[int],
+    subject: str,
+    html: str,
+    kind: EditionKind = EditionKind.digest,
 ) -> tuple[Edition, bool]:
     """Create the edition of ``week`` in its own transaction, or return the existing one.
 
@@ -595,7 +633,11 @@ def create_edition(
     try:
         with Session(engine) as session, session.begin():
             edition = Edition(
-                week=week, subject=subject, html=html, status=EditionStatus.draft.value
+                week=week,
+                kind=kind.value,
+                subject=subject,
+                html=html,
+                status=EditionStatus.draft.value,
             )
             session.add(edition)
             session.flush()
@@ -727,6 +769,7 @@ class Claim:
     subscriber_status: str
     week: str
     edition_status: str
+    edition_kind: str = EditionKind.digest.value
 
 
 def claim_delivery(
@@ -763,6 +806,7 @@ def claim_delivery(
             Subscriber.status,
             Edition.week,
             Edition.status.label("edition_status"),
+            Edition.kind,
         )
         .select_from(Subscriber)
         .join(Edition, Edition.id == claimed.edition_id)
@@ -780,6 +824,7 @@ def claim_delivery(
         subscriber_status=row.status,
         week=row.week,
         edition_status=row.edition_status,
+        edition_kind=row.kind,
     )
 
 
