@@ -28,8 +28,8 @@ from worker.message import Recipient, build_message, message_id_for, test_messag
 from worker.models import (
     Cadence,
     DeliveryStatus,
-    EditionKind,
     Edition,
+    EditionKind,
     EditionStatus,
     SubscriberStatus,
     utcnow,

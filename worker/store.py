@@ -25,12 +25,12 @@ from worker.comparisons import ComparisonRecord
 from worker.models import (
     OWED,
     BounceEvent,
-    EditionKind,
     Comparison,
     Delivery,
     DeliveryStatus,
     Edition,
     EditionComparison,
+    EditionKind,
     EditionStatus,
     InboundMessage,
     Review,
