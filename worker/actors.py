@@ -14,7 +14,8 @@ from typing import Any
 import dramatiq
 
 from worker import editions, store
-from worker.models import DeliveryStatus, utcnow
+from worker.broker import enqueue_many
+from worker.models import DeliveryStatus, EditionStatus, utcnow
 from worker.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -83,9 +84,8 @@ class Actors:
     # --- what the pipeline calls to hand work over --------------------------------------
 
     def enqueue_deliveries(self, ids: list[int]) -> None:
-        """One deliver job per delivery id."""
-        for delivery_id in ids:
-            self.deliver.send(delivery_id)
+        """One deliver job per delivery id, written to Redis in pipelined batches."""
+        enqueue_many(self.rt.broker, [self.deliver.message(delivery_id) for delivery_id in ids])
 
     def retry_later(self, delivery_id: int, delay_s: float) -> None:
         """Deliver again after ``delay_s`` seconds."""
@@ -102,19 +102,15 @@ class Actors:
             self.refill.send_with_options(args=(edition_id,), delay=REFILL_EVERY_MS)
 
     def _refill(self, edition_id: int) -> None:
-        """Top the queue up as it drains, until every owed delivery has a job."""
+        """Every second while an edition is sending: top its queue up, and mark it sent when
+        nothing is owed any more."""
         editions.refill(self.rt, edition_id, utcnow(), self.enqueue_deliveries)
+        if editions.finish_if_done(self.rt, edition_id):
+            return
         with self.rt.session() as session:
             edition = store.get_edition_by_id(session, edition_id)
-            unqueued = (
-                edition is not None
-                and edition.status == "sending"
-                and store.has_unenqueued(session, edition_id)
-            )
-        if unqueued:
+        if edition is not None and edition.status == EditionStatus.sending.value:
             self.refill.send_with_options(args=(edition_id,), delay=REFILL_EVERY_MS)
-        else:
-            editions.finish_if_done(self.rt, edition_id)
 
     def _deliver(self, delivery_id: int) -> None:
         try:

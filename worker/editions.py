@@ -392,28 +392,29 @@ def links_for(rt: Runtime, subscriber_token: str) -> tuple[str, str]:
 def deliver(rt: Runtime, delivery_id: int, retry_later: Callable[[int, float], None]) -> str:
     """Send one delivery: claim, load, render, build, send, record. Returns its new status.
 
-    Safe to run twice or concurrently: only the run whose claim succeeds sends.
+    Safe to run twice or concurrently: only the run whose claim succeeds sends. The edition is
+    marked sent by the refill loop and the sweep, not here, to keep this path to two short
+    write transactions.
     """
     now = utcnow()
     stuck = store.stuck_before(now, rt.settings.stuck_after_s)
-    with rt.session() as session, session.begin():
-        claim = store.claim_delivery(session, delivery_id, now, stuck)
+    with rt.writing() as conn:
+        claim = store.claim_delivery(conn, delivery_id, now, stuck)
     if claim is None:
         return "not owed"
 
     def record(status: DeliveryStatus, **kwargs: Any) -> str:
-        with rt.session() as session, session.begin():
-            store.mark_delivery(session, delivery_id, status, **kwargs)
-        if status is not DeliveryStatus.queued:
-            finish_if_done(rt, claim.edition_id)
+        with rt.writing() as conn:
+            store.mark_delivery(conn, delivery_id, status, **kwargs)
         return status.value
 
-    if claim.edition_status == EditionStatus.paused.value:
+    edition = rt.edition_info(claim.edition_id)
+    if edition.status == EditionStatus.paused.value:
         # Back to the database's list of owed work; `resume` re-queues it.
-        with rt.session() as session, session.begin():
-            store.release_delivery(session, delivery_id)
+        with rt.writing() as conn:
+            store.release_delivery(conn, delivery_id)
         return "paused"
-    if claim.edition_status == EditionStatus.cancelled.value:
+    if edition.status == EditionStatus.cancelled.value:
         return record(DeliveryStatus.skipped, error="the edition was cancelled")
     if claim.subscriber_status != SubscriberStatus.active.value:
         return record(DeliveryStatus.skipped, error=f"subscriber is {claim.subscriber_status}")
@@ -421,10 +422,10 @@ def deliver(rt: Runtime, delivery_id: int, retry_later: Callable[[int, float], N
     if not picks:
         return record(DeliveryStatus.skipped, error=SKIP_NO_MATCH)
 
-    mail = rt.mail_for(claim.week, picks, claim.edition_kind)
+    mail = rt.mail_for(edition.week, picks, edition.kind)
     unsubscribe_url, preferences_url = links_for(rt, claim.token)
     token = verp_token(rt.secret_key, delivery_id)
-    message_id = message_id_for(delivery_id, claim.week, rt.settings.mail_domain)
+    message_id = message_id_for(delivery_id, edition.week, rt.settings.mail_domain)
     data = build_message(
         mail,
         Recipient(claim.email, claim.name, unsubscribe_url, preferences_url),
@@ -434,7 +435,8 @@ def deliver(rt: Runtime, delivery_id: int, retry_later: Callable[[int, float], N
         extra_headers={"X-Newsletter-Delivery": token},
     )
     envelope_from = verp_address(rt.settings.bounce_local_part, rt.settings.bounce_domain, token)
-    rt.throttle.wait(claim.email)
+    if rt.settings.send_rate > 0 or rt.settings.domain_rates:
+        rt.throttle.wait(claim.email)
     try:
         rt.transport.send(envelope_from, claim.email, data)
     except RecipientRefused as exc:
@@ -447,10 +449,16 @@ def deliver(rt: Runtime, delivery_id: int, retry_later: Callable[[int, float], N
                 DeliveryStatus.failed, error=f"gave up after {claim.attempts} attempts: {exc}"
             )
         delay_s = backoff_s(claim.attempts, rt.settings.retry_min_s, rt.settings.retry_max_s)
-        record(DeliveryStatus.queued, error=str(exc))
+        record(
+            DeliveryStatus.queued,
+            error=str(exc),
+            carried_until=utcnow() + timedelta(seconds=delay_s),
+        )
         retry_later(delivery_id, delay_s)
         return "retrying"
-    return record(DeliveryStatus.sent, message_id=message_id)
+    with rt.writing() as conn:
+        store.mark_sent(conn, delivery_id, message_id, utcnow())
+    return DeliveryStatus.sent.value
 
 
 def _refused(
@@ -483,7 +491,6 @@ def _refused(
             ),
             policy_of(rt),
         )
-    finish_if_done(rt, edition_id)
     return status.value
 
 
@@ -498,6 +505,7 @@ def policy_of(rt: Runtime) -> Policy:
 def pause(rt: Runtime, week: str) -> bool:
     """Stop handing out deliveries; jobs already queued put their delivery back."""
     edition = get_edition(rt, week)
+    rt.forget_edition(edition.id or 0)
     with rt.session() as session, session.begin():
         return store.mark_edition_status(
             session,

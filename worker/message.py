@@ -15,7 +15,7 @@ from datetime import datetime
 from email.header import Header
 from email.utils import format_datetime, formataddr, parseaddr
 
-from worker.render import RenderedMail
+from worker.render import RenderedMail, Spliced
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,74 @@ def _qp(text: str) -> bytes:
     return binascii.b2a_qp(body, istext=True).replace(b"\n", b"\r\n")
 
 
+@dataclass(frozen=True)
+class QpTemplate:
+    """A Spliced text with everything but its slot lines quoted-printable encoded already.
+
+    Quoted-printable works line by line, so encoding the fixed lines once and only the lines
+    that hold a slot per message gives the same bytes as encoding the whole text each time.
+    """
+
+    chunks: tuple[bytes | Spliced, ...]
+
+    @classmethod
+    def of(cls, spliced: Spliced) -> QpTemplate:
+        """Split ``spliced`` into encoded fixed runs of lines and per-message slot lines."""
+        chunks: list[bytes | Spliced] = []
+        fixed: list[str] = []
+        line_parts: list[str] = [""]
+        line_slots: list[str] = []
+
+        def flush_fixed() -> None:
+            if fixed:
+                chunks.append(_qp("".join(fixed)))
+                fixed.clear()
+
+        def end_line(tail: str) -> None:
+            line_parts[-1] += tail
+            if line_slots:
+                flush_fixed()
+                chunks.append(Spliced(tuple(line_parts), tuple(line_slots)))
+            else:
+                fixed.append(line_parts[0])
+            line_parts[:] = [""]
+            line_slots.clear()
+
+        for index, part in enumerate(spliced.parts):
+            *complete, rest = part.split("\n")
+            for piece in complete:
+                end_line(piece + "\n")
+            line_parts[-1] += rest
+            if index < len(spliced.slots):
+                line_slots.append(spliced.slots[index])
+                line_parts.append("")
+        if line_slots or line_parts[0]:
+            end_line("")
+        flush_fixed()
+        return cls(tuple(chunks))
+
+    def fill(self, values: Mapping[str, str], escape: bool) -> bytes:
+        """The encoded text with the slots filled in."""
+        return b"".join(
+            chunk if isinstance(chunk, bytes) else _qp(chunk.fill(values, escape))
+            for chunk in self.chunks
+        )
+
+
+@dataclass(frozen=True)
+class PreparedMail:
+    """A rendered mail with its bodies pre-encoded: what a worker keeps per category set."""
+
+    subject: str
+    html: QpTemplate
+    text: QpTemplate
+
+
+def prepare(mail: RenderedMail) -> PreparedMail:
+    """Pre-encode a rendered mail's bodies (once per edition and category set)."""
+    return PreparedMail(mail.subject, QpTemplate.of(mail.html), QpTemplate.of(mail.text))
+
+
 def message_id_for(delivery_id: int, week: str, domain: str) -> str:
     """The Message-ID of a delivery: stable, so a resend of the same delivery is recognisable."""
     return f"<d{delivery_id}.{week}@{domain}>"
@@ -67,7 +135,7 @@ def test_message_id(domain: str) -> str:
 
 
 def build_message(
-    mail: RenderedMail,
+    mail: RenderedMail | PreparedMail,
     recipient: Recipient,
     identity: Identity,
     message_id: str,
@@ -76,6 +144,7 @@ def build_message(
     subject_prefix: str = "",
 ) -> bytes:
     """The full message for one recipient, CRLF line endings, ready for SMTP or a file."""
+    prepared = mail if isinstance(mail, PreparedMail) else prepare(mail)
     values = {
         "name": recipient.name,
         "greeting_name": recipient.name or "there",
@@ -97,7 +166,7 @@ def build_message(
         ("Auto-Submitted", "auto-generated"),
     ]
     headers += [(key, _header_value(value)) for key, value in (extra_headers or {}).items()]
-    headers.append(("Content-Type", f'multipart/alternative; boundary="{boundary}"'))
+    headers.append(("Content-Type", f'multipart/alternative;\r\n boundary="{boundary}"'))
     head = "".join(f"{key}: {value}\r\n" for key, value in headers).encode("utf-8")
     sep = f"--{boundary}\r\n".encode()
     part_head = (
@@ -110,11 +179,11 @@ def build_message(
             b"\r\n",
             sep,
             part_head.format("plain").encode(),
-            _qp(mail.text.fill(values, escape=False)),
+            prepared.text.fill(values, escape=False),
             b"\r\n",
             sep,
             part_head.format("html").encode(),
-            _qp(mail.html.fill(values, escape=True)),
+            prepared.html.fill(values, escape=True),
             b"\r\n",
             f"--{boundary}--\r\n".encode(),
         ]

@@ -7,7 +7,10 @@ settings from a global.
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email.utils import parseaddr
 from functools import cached_property
@@ -15,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import redis
 from dramatiq.brokers.redis import RedisBroker
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session
 
 from worker import store
@@ -23,9 +26,9 @@ from worker.broker import connect_redis, make_broker
 from worker.config import Settings
 from worker.db import is_migrated, make_engine
 from worker.errors import DatabaseUnavailable
-from worker.message import Identity
+from worker.message import Identity, PreparedMail, prepare
 from worker.planning import Candidate, category_key, pick_for, split_categories
-from worker.render import RenderedMail, Renderer
+from worker.render import Renderer
 from worker.throttle import Throttle
 from worker.transport import Transport, make_transport
 
@@ -33,6 +36,8 @@ if TYPE_CHECKING:
     from worker.actors import Actors
 
 MAIL_CACHE_SIZE = 256
+EDITION_INFO_TTL_S = 1.0
+"""How stale a worker's view of an edition's status may be: a pause takes effect this fast."""
 
 
 @dataclass
@@ -46,9 +51,11 @@ class Runtime:
     renderer: Renderer
     identity: Identity
     redis_client: redis.Redis | None = None
-    _mails: OrderedDict[tuple[str, tuple[int, ...]], RenderedMail] = field(
+    _mails: OrderedDict[tuple[str, tuple[int, ...]], PreparedMail] = field(
         default_factory=OrderedDict
     )
+    _editions: dict[int, tuple[float, store.EditionInfo]] = field(default_factory=dict)
+    _write_lock: threading.Lock = field(default_factory=threading.Lock)
     _planned: dict[int, list[Candidate]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -104,9 +111,38 @@ class Runtime:
         """Ids of the comparisons of an edition that a subscriber with ``categories`` gets."""
         return pick_for(category_key(split_categories(categories)), self.planned(edition_id))
 
+    @contextmanager
+    def writing(self) -> Iterator[Connection]:
+        """A write transaction on a plain connection (the hot path skips the ORM).
+
+        SQLite has one writer at a time: threads of this process queue on a lock here instead
+        of spinning in SQLite's busy handler, which sleeps in steps of up to 100 ms.
+        """
+        if self.engine.dialect.name == "sqlite":
+            with self._write_lock, self.engine.begin() as conn:
+                yield conn
+        else:
+            with self.engine.begin() as conn:
+                yield conn
+
+    def edition_info(self, edition_id: int) -> store.EditionInfo:
+        """Week, kind and status of an edition, re-read at most once a second per process."""
+        now = time.monotonic()
+        cached = self._editions.get(edition_id)
+        if cached is not None and now - cached[0] < EDITION_INFO_TTL_S:
+            return cached[1]
+        with self.engine.connect() as conn:
+            info = store.get_edition_info(conn, edition_id)
+        self._editions[edition_id] = (now, info)
+        return info
+
+    def forget_edition(self, edition_id: int) -> None:
+        """Drop the cached status of an edition (this process just changed it)."""
+        self._editions.pop(edition_id, None)
+
     def mail_for(
         self, week: str, comparison_ids: tuple[int, ...], kind: str = "digest"
-    ) -> RenderedMail:
+    ) -> PreparedMail:
         """The compiled mail for this set of comparisons, rendered once per process."""
         cache_key = (week, comparison_ids)
         with self._lock:
@@ -117,9 +153,9 @@ class Runtime:
         with self.session() as session:
             views = store.get_comparison_views(session, comparison_ids)
         if kind == "alert":
-            mail = self.renderer.render_alert(views[0])
+            mail = prepare(self.renderer.render_alert(views[0]))
         else:
-            mail = self.renderer.render_digest(week, views)
+            mail = prepare(self.renderer.render_digest(week, views))
         with self._lock:
             self._mails[cache_key] = mail
             while len(self._mails) > MAIL_CACHE_SIZE:

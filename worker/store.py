@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, case, delete, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, case, delete, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
@@ -767,51 +767,73 @@ class Claim:
     token: str
     categories: str
     subscriber_status: str
+
+
+@dataclass(frozen=True)
+class EditionInfo:
+    """What a worker needs to know about an edition to send one of its deliveries."""
+
     week: str
-    edition_status: str
-    edition_kind: str = EditionKind.digest.value
+    kind: str
+    status: str
+
+
+# The hot path's statements are built once; executing a prepared construct skips the
+# expression building and cache-key work that dominates a freshly built one.
+_CLAIM = (
+    update(Delivery)
+    .where(
+        Delivery.id == bindparam("delivery_id"),
+        or_(
+            Delivery.status == DeliveryStatus.queued.value,
+            and_(
+                Delivery.status == DeliveryStatus.sending.value,
+                Delivery.claimed_at < bindparam("stuck_before"),
+            ),
+        ),
+    )
+    .values(
+        status=DeliveryStatus.sending.value,
+        claimed_at=bindparam("claim_time"),
+        attempts=Delivery.attempts + 1,
+    )
+    .returning(Delivery.edition_id, Delivery.subscriber_id, Delivery.attempts)
+)
+_RECIPIENT = select(
+    Subscriber.email, Subscriber.name, Subscriber.token, Subscriber.categories, Subscriber.status
+).where(Subscriber.id == bindparam("subscriber_id"))
+_MARK_SENT = (
+    update(Delivery)
+    .where(
+        Delivery.id == bindparam("delivery_id"),
+        Delivery.status == DeliveryStatus.sending.value,
+    )
+    .values(
+        status=DeliveryStatus.sent.value,
+        sent_at=bindparam("sent_time"),
+        message_id=bindparam("mid"),
+        last_error=None,
+    )
+)
+_EDITION_INFO = select(Edition.week, Edition.kind, Edition.status).where(
+    Edition.id == bindparam("edition_id")
+)
 
 
 def claim_delivery(
-    session: Session, delivery_id: int, now: datetime, stuck_before: datetime
+    conn: Connection | Session, delivery_id: int, now: datetime, stuck_before: datetime
 ) -> Claim | None:
     """Atomically take a delivery that is queued (or left sending by a dead worker).
 
     One conditional UPDATE decides: of two workers, or a job and its retry, only one gets a
     row back. Returns None when the delivery is not (or no longer) owed.
     """
-    claimed = session.execute(
-        update(Delivery)
-        .where(
-            Delivery.id == delivery_id,
-            or_(
-                Delivery.status == DeliveryStatus.queued.value,
-                and_(
-                    Delivery.status == DeliveryStatus.sending.value,
-                    Delivery.claimed_at < stuck_before,
-                ),
-            ),
-        )
-        .values(status=DeliveryStatus.sending.value, claimed_at=now, attempts=Delivery.attempts + 1)
-        .returning(Delivery.edition_id, Delivery.subscriber_id, Delivery.attempts)
+    claimed = conn.execute(
+        _CLAIM, {"delivery_id": delivery_id, "stuck_before": stuck_before, "claim_time": now}
     ).first()
     if claimed is None:
         return None
-    row = session.execute(
-        select(
-            Subscriber.email,
-            Subscriber.name,
-            Subscriber.token,
-            Subscriber.categories,
-            Subscriber.status,
-            Edition.week,
-            Edition.status.label("edition_status"),
-            Edition.kind,
-        )
-        .select_from(Subscriber)
-        .join(Edition, Edition.id == claimed.edition_id)
-        .where(Subscriber.id == claimed.subscriber_id)
-    ).one()
+    row = conn.execute(_RECIPIENT, {"subscriber_id": claimed.subscriber_id}).one()
     return Claim(
         delivery_id=delivery_id,
         edition_id=claimed.edition_id,
@@ -822,20 +844,32 @@ def claim_delivery(
         token=row.token,
         categories=row.categories,
         subscriber_status=row.status,
-        week=row.week,
-        edition_status=row.edition_status,
-        edition_kind=row.kind,
     )
 
 
+def mark_sent(conn: Connection | Session, delivery_id: int, message_id: str, now: datetime) -> bool:
+    """Record that a delivery this worker holds was accepted by the server."""
+    result = conn.execute(
+        _MARK_SENT, {"delivery_id": delivery_id, "sent_time": now, "mid": message_id}
+    )
+    return bool(result.rowcount)
+
+
+def get_edition_info(conn: Connection | Session, edition_id: int) -> EditionInfo:
+    """Week, kind and status of an edition."""
+    row = conn.execute(_EDITION_INFO, {"edition_id": edition_id}).one()
+    return EditionInfo(week=row.week, kind=row.kind, status=row.status)
+
+
 def mark_delivery(
-    session: Session,
+    session: Session | Connection,
     delivery_id: int,
     status: DeliveryStatus,
     *,
     error: str | None = None,
     message_id: str | None = None,
     only_from: Iterable[str] = (DeliveryStatus.sending.value,),
+    carried_until: datetime | None = None,
 ) -> bool:
     """Record the outcome of a delivery this worker holds; True if the row was changed."""
     values: dict[str, Any] = {"status": status.value}
@@ -847,8 +881,9 @@ def mark_delivery(
         values["sent_at"] = utcnow()
         values["last_error"] = None
     if status is DeliveryStatus.queued:
-        # Back in the queue: the job that will carry it is enqueued by the caller.
-        values["enqueued_at"] = utcnow()
+        # Back in the queue: the job that will carry it is enqueued by the caller, maybe with a
+        # delay; until then (plus the usual grace) the sweep must not think it lost.
+        values["enqueued_at"] = carried_until or utcnow()
         values["claimed_at"] = None
     result = session.execute(
         update(Delivery)
@@ -858,7 +893,7 @@ def mark_delivery(
     return bool(result.rowcount)
 
 
-def release_delivery(session: Session, delivery_id: int) -> None:
+def release_delivery(session: Session | Connection, delivery_id: int) -> None:
     """Hand a claimed delivery back untouched (its edition was paused): no job carries it now."""
     session.execute(
         update(Delivery)
