@@ -136,7 +136,9 @@ class EditionComparison(SQLModel, table=True):
 class Delivery(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("edition_id", "subscriber_id", name="uq_delivery_edition_subscriber"),
-        Index("ix_delivery_edition_status", "edition_id", "status"),
+        # Serves the counters (edition, status) and the refill's "queued, never or long ago
+        # enqueued" look-ups without scanning an edition's whole queue.
+        Index("ix_delivery_edition_status_enqueued", "edition_id", "status", "enqueued_at"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
