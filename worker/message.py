@@ -53,7 +53,11 @@ def _address(name: str, email: str) -> str:
 
 def _qp(text: str) -> bytes:
     body = text.replace("\r\n", "\n").encode("utf-8")
-    return binascii.b2a_qp(body, istext=True).replace(b"\n", b"\r\n")
+    encoded = binascii.b2a_qp(body, istext=True)
+    # A line may not start with a dot (SMTP would need to double it): "=2E" is the same dot in
+    # quoted-printable, so the transport can skip dot-stuffing a whole message.
+    encoded = encoded.replace(b"\n.", b"\n=2E").replace(b"\n", b"\r\n")
+    return b"=2E" + encoded[1:] if encoded.startswith(b".") else encoded
 
 
 @dataclass(frozen=True)

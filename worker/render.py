@@ -52,6 +52,16 @@ class RenderedMail:
     text: Spliced
 
 
+# MJML writes the body on one line. Line breaks between table rows are invisible (the HTML
+# parser drops whitespace there), keep lines short for SMTP, and let the quoted-printable
+# encoding of a message redo only the short lines that hold a reader's name or links.
+_ROW_EDGE = re.compile(r"(<tr\b[^>]*>|</tr>|<tbody\b[^>]*>|</tbody>)")
+
+
+def _break_lines(html_text: str) -> str:
+    return _ROW_EDGE.sub("\\1\n", html_text)
+
+
 def _split(rendered: str, marker: re.Pattern[str]) -> Spliced:
     pieces = marker.split(rendered)
     return Spliced(parts=tuple(pieces[0::2]), slots=tuple(pieces[1::2]))
@@ -123,7 +133,7 @@ class Renderer:
         # Store content cannot forge a slot: it does not know the nonce.
         full = {**context, **slots}
         mjml_source = self._html.get_template(f"{template}.mjml.j2").render(full)
-        compiled = mjml2html(mjml_source)
+        compiled = _break_lines(mjml2html(mjml_source))
         text = self._text.get_template(f"{template}.txt.j2").render(full)
         return RenderedMail(
             subject=subject, html=_split(compiled, marker), text=_split(text, marker)
