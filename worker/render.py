@@ -23,6 +23,7 @@ from worker.store import ComparisonView, ReviewView, ToolView
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
 SLOTS = ("name", "greeting_name", "unsubscribe_url", "preferences_url")
 HTML_LIMIT_BYTES = 102 * 1024
+SLOT_ALLOWANCE_BYTES = 600  # a 200-character name escaped, or a link with its signed token
 QUOTE_CHARS = 280
 
 
@@ -155,9 +156,27 @@ class Renderer:
             ),
             "footer_reason": "You get this because you subscribed to the weekly digest of "
             "Weekly AI Tool Verdicts.",
-            "comparisons": comparisons,
         }
-        return self.render("digest", digest_subject(comparisons), context)
+        subject = digest_subject(comparisons)
+        # Gmail clips a message past 102 KB: drop the quotes first, then move the last
+        # comparisons into an "also this week" list of links, until the mail fits.
+        attempts = [(False, len(comparisons))] + [
+            (True, shown) for shown in range(len(comparisons), 0, -1)
+        ]
+        for compact, shown in attempts:
+            mail = self.render(
+                "digest",
+                subject,
+                {
+                    **context,
+                    "compact": compact,
+                    "comparisons": comparisons[:shown],
+                    "more": comparisons[shown:],
+                },
+            )
+            if html_bytes(mail) < HTML_LIMIT_BYTES:
+                return mail
+        return mail
 
     def render_alert(self, comparison: ComparisonView) -> RenderedMail:
         """The instant alert about one newly published comparison."""
@@ -170,6 +189,8 @@ class Renderer:
             "footer_reason": "You get this because you asked for instant alerts from "
             "Weekly AI Tool Verdicts.",
             "comparisons": [comparison],
+            "compact": False,
+            "more": [],
         }
         return self.render("digest", alert_subject(comparison), context)
 
@@ -177,6 +198,13 @@ class Renderer:
 def alert_subject(comparison: ComparisonView) -> str:
     """The subject line of an instant alert."""
     return f"New verdict: {comparison.title}"
+
+
+def html_bytes(mail: RenderedMail) -> int:
+    """Size of the mail's HTML once filled, allowing generously for the slot values."""
+    return sum(len(part.encode()) for part in mail.html.parts) + SLOT_ALLOWANCE_BYTES * len(
+        mail.html.slots
+    )
 
 
 def sample_values(public_url: str) -> dict[str, str]:
