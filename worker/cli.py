@@ -505,7 +505,9 @@ def retry(week: Annotated[str, typer.Option("--week", help="ISO week, e.g. 2026-
     with _runtime() as rt:
         week = editions.resolve_week(rt, week)
         actors = rt.actors
-        count = editions.retry_failed(rt, week, utcnow(), actors.enqueue_deliveries)
+        count = editions.retry_failed(
+            rt, week, utcnow(), actors.start_fan_out, actors.enqueue_deliveries
+        )
     err.print(f"{week}: {count} failed deliveries queued again")
 
 

@@ -530,8 +530,9 @@ def resume(
             EditionStatus.sending,
             (EditionStatus.paused.value, EditionStatus.draft.value, EditionStatus.sent.value),
         )
-    if not edition.fanout_done:
-        fan_out_(edition.id)
+    # Fan-out is idempotent: it resumes an unfinished one, and either way it (re)starts the
+    # refill loop that marks the edition sent once nothing is owed.
+    fan_out_(edition.id)
     requeued = recover(rt, edition.id, now, enqueue, fresh=True)
     finish_if_done(rt, edition.id)
     return requeued
@@ -550,7 +551,9 @@ def cancel(rt: Runtime, week: str) -> int:
         return store.skip_owed(session, edition.id or 0, "the edition was cancelled")
 
 
-def retry_failed(rt: Runtime, week: str, now: datetime, enqueue: Enqueue) -> int:
+def retry_failed(
+    rt: Runtime, week: str, now: datetime, fan_out_: Callable[[int], None], enqueue: Enqueue
+) -> int:
     """Give failed deliveries another round of attempts; returns how many."""
     edition = get_edition(rt, week)
     assert edition.id is not None
@@ -562,6 +565,7 @@ def retry_failed(rt: Runtime, week: str, now: datetime, enqueue: Enqueue) -> int
             )
     if count:
         refill(rt, edition.id, now, enqueue)
+        fan_out_(edition.id)  # restarts the refill loop, which marks the edition sent again
     return count
 
 
