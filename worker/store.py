@@ -797,11 +797,26 @@ _CLAIM = (
         claimed_at=bindparam("claim_time"),
         attempts=Delivery.attempts + 1,
     )
-    .returning(Delivery.edition_id, Delivery.subscriber_id, Delivery.attempts)
+    .returning(
+        Delivery.edition_id,
+        Delivery.subscriber_id,
+        Delivery.attempts,
+        # The recipient comes back with the claim: one round trip instead of two.
+        *(
+            select(column)
+            .where(Subscriber.id == Delivery.subscriber_id)
+            .scalar_subquery()
+            .label(column.key)
+            for column in (
+                Subscriber.email,
+                Subscriber.name,
+                Subscriber.token,
+                Subscriber.categories,
+                Subscriber.status,
+            )
+        ),
+    )
 )
-_RECIPIENT = select(
-    Subscriber.email, Subscriber.name, Subscriber.token, Subscriber.categories, Subscriber.status
-).where(Subscriber.id == bindparam("subscriber_id"))
 _MARK_SENT = (
     update(Delivery)
     .where(
@@ -833,7 +848,7 @@ def claim_delivery(
     ).first()
     if claimed is None:
         return None
-    row = conn.execute(_RECIPIENT, {"subscriber_id": claimed.subscriber_id}).one()
+    row = claimed
     return Claim(
         delivery_id=delivery_id,
         edition_id=claimed.edition_id,

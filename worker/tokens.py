@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import re
 
-from itsdangerous import BadSignature, SignatureExpired, URLSafeSerializer, URLSafeTimedSerializer
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
 from worker.errors import InvalidToken
 
@@ -15,6 +16,7 @@ _VERP = re.compile(rf"^d(\d{{1,18}})\.([0-9a-f]{{{VERP_MAC_CHARS}}})$")
 
 CONFIRM_MAX_AGE_S = 7 * 24 * 3600
 PURPOSES = ("unsubscribe", "preferences", "confirm")
+LINK_MAC_BYTES = 16
 
 
 def _mac(secret_key: str, text: str) -> str:
@@ -51,24 +53,39 @@ def token_from_address(address: str, local_part: str) -> str | None:
     return local[len(prefix) :] or None
 
 
+def _link_mac(secret_key: str, purpose: str, subscriber_token: str) -> str:
+    digest = hmac.new(
+        secret_key.encode(), f"link:{purpose}:{subscriber_token}".encode(), hashlib.sha256
+    ).digest()
+    return base64.urlsafe_b64encode(digest[:LINK_MAC_BYTES]).decode().rstrip("=")
+
+
 def sign_link(secret_key: str, purpose: str, subscriber_token: str) -> str:
-    """A URL-safe signed token for a link in a mail (unsubscribe, preferences, confirm)."""
+    """A URL-safe signed token for a link in a mail (unsubscribe, preferences, confirm).
+
+    Unsubscribe and preferences links never expire and are signed with a plain HMAC (one per
+    message, so it must be cheap); confirmation links carry a timestamp and expire.
+    """
     if purpose == "confirm":
         return URLSafeTimedSerializer(secret_key, salt=purpose).dumps(subscriber_token)
-    return URLSafeSerializer(secret_key, salt=purpose).dumps(subscriber_token)
+    return f"{subscriber_token}.{_link_mac(secret_key, purpose, subscriber_token)}"
 
 
 def read_link(secret_key: str, purpose: str, token: str, max_age_s: int = CONFIRM_MAX_AGE_S) -> str:
     """The subscriber token inside a signed link; InvalidToken when tampered or expired."""
-    try:
-        if purpose == "confirm":
+    if purpose == "confirm":
+        try:
             value = URLSafeTimedSerializer(secret_key, salt=purpose).loads(token, max_age=max_age_s)
-        else:
-            value = URLSafeSerializer(secret_key, salt=purpose).loads(token)
-    except SignatureExpired:
-        raise InvalidToken("this link has expired") from None
-    except BadSignature:
-        raise InvalidToken("this link is not valid") from None
-    if not isinstance(value, str):
+        except SignatureExpired:
+            raise InvalidToken("this link has expired") from None
+        except BadSignature:
+            raise InvalidToken("this link is not valid") from None
+        if not isinstance(value, str):
+            raise InvalidToken("this link is not valid")
+        return value
+    subscriber_token, _, mac = token.rpartition(".")
+    if not subscriber_token or not hmac.compare_digest(
+        mac.encode(), _link_mac(secret_key, purpose, subscriber_token).encode()
+    ):
         raise InvalidToken("this link is not valid")
-    return value
+    return subscriber_token

@@ -15,8 +15,7 @@ from email.message import EmailMessage
 from email.utils import format_datetime
 
 from worker import readers, store
-from worker.bounces.classify import classify
-from worker.bounces.policy import BounceFacts, record_bounce
+from worker.bounces.policy import record_bounce, refusal_facts
 from worker.editions import links_for, policy_of
 from worker.errors import InputError, PermanentFailure, RecipientRefused
 from worker.message import Identity
@@ -131,23 +130,9 @@ def send(rt: Runtime, kind: str, subscriber_id: int) -> str:
     try:
         rt.transport.send(rt.settings.bounce_address, subscriber.email, data)
     except RecipientRefused as exc:
-        found = classify(None, exc.text, exc.code)
-        # As for a delivery: a 5xx at RCPT is a hard bounce unless the reply says otherwise.
-        bounce_kind = found.kind if found.kind in ("sender", "soft", "complaint") else "hard"
+        facts = refusal_facts(exc.code, exc.text, subscriber.email, subscriber_id=subscriber_id)
         with rt.session() as session, session.begin():
-            record_bounce(
-                session,
-                BounceFacts(
-                    kind=bounce_kind,
-                    reason=found.reason,
-                    source="smtp",
-                    recipient=subscriber.email,
-                    status=str(exc.code),
-                    diagnostic=exc.text,
-                    subscriber_id=subscriber_id,
-                ),
-                policy_of(rt),
-            )
+            record_bounce(session, facts, policy_of(rt))
         return f"refused: {exc}"
     except PermanentFailure as exc:
         log.error("%s mail to subscriber %s failed for good: %s", kind, subscriber_id, exc)

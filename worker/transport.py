@@ -117,7 +117,8 @@ class SmtpTransport:
 
     def _open(self) -> smtplib.SMTP:
         t = self.target
-        context = ssl.create_default_context()
+        # Loading the CA bundle costs milliseconds: only for connections that use TLS.
+        context = ssl.create_default_context() if t.tls or t.starttls else None
         conn: smtplib.SMTP
         if t.tls:
             conn = smtplib.SMTP_SSL(t.host, t.port, timeout=self.timeout_s, context=context)

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from sqlmodel import Session
 
 from worker import store
+from worker.bounces.classify import classify
 from worker.models import DeliveryStatus, SubscriberStatus, utcnow
 
 
@@ -48,6 +49,37 @@ class Outcome:
 
     recorded: bool
     subscriber_status: str | None = None
+
+
+def refusal_facts(
+    code: int | None,
+    text: str,
+    recipient: str,
+    subscriber_id: int | None = None,
+    delivery_id: int | None = None,
+    edition_id: int | None = None,
+) -> BounceFacts:
+    """A 5xx at RCPT, as a bounce: classified by its reply like any other bounce.
+
+    The contract makes a refused recipient a hard bounce unless the reply says otherwise
+    (a full mailbox, a block of our sender, a complaint).
+    """
+    found = classify(None, text, code)
+    kind: str = found.kind
+    reason = found.reason
+    if kind not in ("sender", "soft", "complaint"):
+        kind, reason = "hard", reason if kind == "hard" else "user_unknown"
+    return BounceFacts(
+        kind=kind,
+        reason=reason,
+        source="smtp",
+        recipient=recipient,
+        status=str(code),
+        diagnostic=text,
+        subscriber_id=subscriber_id,
+        delivery_id=delivery_id,
+        edition_id=edition_id,
+    )
 
 
 _SUPPRESS = {"hard": SubscriberStatus.bounced, "complaint": SubscriberStatus.complained}
