@@ -8,7 +8,7 @@ detectors produce; they are plain data with no I/O.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 Kind = Literal["hard", "soft", "complaint", "sender", "ignored"]
@@ -63,3 +63,13 @@ class ProviderEvent:
     occurred_at: datetime | None
     message_id: str | None = None
     raw: dict[str, Any] = field(default_factory=dict, compare=False)
+
+
+def epoch_time(value: Any) -> datetime | None:
+    """A provider's Unix timestamp as an aware time; None when it is not one."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        return datetime.fromtimestamp(value, UTC)
+    except (OverflowError, OSError, ValueError):
+        return None

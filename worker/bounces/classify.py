@@ -398,3 +398,25 @@ def classify(status: str | None, diagnostic: str, smtp_code: int | None = None) 
         return Classification("ignored", "relayed" if relayed else "delivered")
     reason = _reason(diagnostic, enhanced, smtp_code, klass)
     return Classification(_kind(reason, klass), reason)
+
+
+_LEADING_REPLY = re.compile(r"\A\s*(?:smtp;\s*)?([245]\d\d)\b", re.IGNORECASE)
+
+
+def refine(
+    kind: Kind, reason: str, status: str | None, diagnostic: str, smtp_code: int | None = None
+) -> tuple[Kind, str]:
+    """A provider's own bounce class, refined by its diagnostic text.
+
+    The text may name a more specific reason, or put the blame on us (``sender``); it never
+    turns a provider's hard bounce into a soft one or back.
+    """
+    if not diagnostic:
+        return kind, reason
+    if smtp_code is None:
+        match = _LEADING_REPLY.match(diagnostic)
+        smtp_code = int(match.group(1)) if match else None
+    found = classify(status, diagnostic, smtp_code)
+    if found.kind in (kind, "sender"):
+        return found.kind, found.reason
+    return kind, reason

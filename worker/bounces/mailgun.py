@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import re
 import threading
 import time
 from collections import OrderedDict
@@ -18,15 +17,10 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from worker.bounces import Classification, Kind, ProviderEvent
+from worker.bounces import Kind, ProviderEvent, epoch_time
+from worker.bounces.classify import find_status_code
+from worker.bounces.classify import refine as refine_by_text
 from worker.errors import WebhookAuthError, WebhookPayloadError
-
-try:
-    from worker.bounces.classify import classify
-except ModuleNotFoundError as err:  # the text classifier is optional: our tables give kind/reason
-    if err.name != "worker.bounces.classify":
-        raise
-    classify = None  # type: ignore[assignment]
 
 PROVIDER = "mailgun"
 DEFAULT_REPLAY_WINDOW_S = 300.0
@@ -51,8 +45,6 @@ FAILURE_REASONS: dict[str, tuple[Kind, str]] = {
 }
 
 RELEVANT_EVENTS = frozenset({"failed", "complained"})
-
-_ENHANCED_STATUS = re.compile(r"\b([245]\.\d{1,3}\.\d{1,3})\b")
 
 
 class RecentTokens:
@@ -144,10 +136,10 @@ def parse(payload: Mapping[str, Any]) -> list[ProviderEvent]:
     smtp_code = code if isinstance(code, int) and not isinstance(code, bool) else None
     if isinstance(code, str) and code.isdigit():
         smtp_code = int(code)
-    status = _enhanced_status(diagnostic)
+    status = find_status_code(diagnostic)
     kind, reason, refine = event_class(data)
     if refine:
-        kind, reason = _refine(kind, reason, status, diagnostic, smtp_code)
+        kind, reason = refine_by_text(kind, reason, status, diagnostic, smtp_code)
     return [
         ProviderEvent(
             provider=PROVIDER,
@@ -157,7 +149,7 @@ def parse(payload: Mapping[str, Any]) -> list[ProviderEvent]:
             reason=reason,
             status=status,
             diagnostic=diagnostic,
-            occurred_at=_timestamp(data.get("timestamp")),
+            occurred_at=epoch_time(data.get("timestamp")),
             message_id=_message_id(data),
             raw=dict(payload),
         )
@@ -188,27 +180,6 @@ def _message_id(data: Mapping[str, Any]) -> str | None:
     value = value.strip()
     return value if value.startswith("<") else f"<{value}>"
 
-
-def _refine(
-    kind: Kind, reason: str, status: str | None, diagnostic: str, smtp_code: int | None
-) -> tuple[Kind, str]:
-    """Let the text classifier name the reason, or put the blame on us; Mailgun's kind stands."""
-    if classify is None or not diagnostic:
-        return kind, reason
-    found: Classification = classify(status, diagnostic, smtp_code)
-    if found.kind in (kind, "sender"):
-        return found.kind, found.reason
-    return kind, reason
-
-
-def _enhanced_status(text: str) -> str | None:
-    match = _ENHANCED_STATUS.search(text)
-    return match.group(1) if match else None
-
-
-def _timestamp(value: Any) -> datetime | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
     try:
         return datetime.fromtimestamp(value, UTC)
     except (OverflowError, OSError, ValueError):

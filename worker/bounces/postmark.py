@@ -10,19 +10,13 @@ import base64
 import binascii
 import hmac
 import json
-import re
 from datetime import datetime
 from typing import Any
 
-from worker.bounces import Classification, Kind, ProviderEvent
+from worker.bounces import Kind, ProviderEvent
+from worker.bounces.classify import find_status_code
+from worker.bounces.classify import refine as refine_by_text
 from worker.errors import WebhookAuthError, WebhookPayloadError
-
-try:
-    from worker.bounces.classify import classify
-except ModuleNotFoundError as err:  # the text classifier is optional: our tables give kind/reason
-    if err.name != "worker.bounces.classify":
-        raise
-    classify = None  # type: ignore[assignment]
 
 PROVIDER = "postmark"
 
@@ -56,9 +50,6 @@ BOUNCE_TYPES: dict[str, tuple[Kind, str, bool]] = {
 _UNKNOWN_TYPE: tuple[Kind, str, bool] = ("soft", "unknown", True)
 
 RELEVANT_RECORD_TYPES = frozenset({"Bounce", "SpamComplaint"})
-
-_SMTP_CODE = re.compile(r"\A\s*(?:smtp;\s*)?([245]\d\d)\b", re.IGNORECASE)
-_ENHANCED_STATUS = re.compile(r"\b([245]\.\d{1,3}\.\d{1,3})\b")
 
 
 def verify(authorization: str | None, username: str, password: str) -> None:
@@ -107,9 +98,9 @@ def _event(record: dict[str, Any]) -> ProviderEvent:
     kind, reason, refine = bounce_class(record["RecordType"], _str(record.get("Type")))
     # Details holds the remote server's words; Description is Postmark's generic gloss.
     diagnostic = _str(record.get("Details")) or _str(record.get("Description")) or ""
-    status = _enhanced_status(diagnostic)
+    status = find_status_code(diagnostic)
     if refine:
-        kind, reason = _refine(kind, reason, status, diagnostic)
+        kind, reason = refine_by_text(kind, reason, status, diagnostic)
     return ProviderEvent(
         provider=PROVIDER,
         event_id=str(record_id),
@@ -122,22 +113,6 @@ def _event(record: dict[str, Any]) -> ProviderEvent:
         message_id=_str(record.get("MessageID")),
         raw=record,
     )
-
-
-def _refine(kind: Kind, reason: str, status: str | None, diagnostic: str) -> tuple[Kind, str]:
-    """Let the text classifier name the reason, or put the blame on us; Postmark's kind stands."""
-    if classify is None or not diagnostic:
-        return kind, reason
-    match = _SMTP_CODE.match(diagnostic)
-    found: Classification = classify(status, diagnostic, int(match.group(1)) if match else None)
-    if found.kind in (kind, "sender"):
-        return found.kind, found.reason
-    return kind, reason
-
-
-def _enhanced_status(text: str) -> str | None:
-    match = _ENHANCED_STATUS.search(text)
-    return match.group(1) if match else None
 
 
 def _timestamp(value: Any) -> datetime | None:

@@ -10,23 +10,16 @@ import base64
 import binascii
 import functools
 import json
-import re
-from datetime import UTC, datetime
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from worker.bounces import Classification, Kind, ProviderEvent
+from worker.bounces import Kind, ProviderEvent, epoch_time
+from worker.bounces.classify import find_status_code
+from worker.bounces.classify import refine as refine_by_text
 from worker.errors import ConfigError, WebhookAuthError, WebhookPayloadError
-
-try:
-    from worker.bounces.classify import classify
-except ModuleNotFoundError as err:  # the text classifier is optional: our tables give kind/reason
-    if err.name != "worker.bounces.classify":
-        raise
-    classify = None  # type: ignore[assignment]
 
 PROVIDER = "sendgrid"
 SIGNATURE_HEADER = "x-twilio-email-event-webhook-signature"
@@ -61,9 +54,6 @@ DROP_REASONS: dict[str, tuple[Kind, str]] = {
 _DROP_FALLBACK: tuple[Kind, str] = ("sender", "dropped")
 
 RELEVANT_EVENTS = frozenset({"bounce", "dropped", "deferred", "spamreport"})
-
-_SMTP_CODE = re.compile(r"\A\s*(?:smtp;\s*)?([245]\d\d)\b", re.IGNORECASE)
-_ENHANCED_STATUS = re.compile(r"\b([245]\.\d{1,3}\.\d{1,3})\b")
 
 
 @functools.lru_cache(maxsize=8)
@@ -154,9 +144,9 @@ def _event(index: int, item: dict[str, Any]) -> ProviderEvent:
     # Bounces and drops explain themselves in "reason", deferrals in "response".
     diagnostic = str(item.get("response") or item.get("reason") or "")
     status = item.get("status") if isinstance(item.get("status"), str) else None
-    status = status or _enhanced_status(diagnostic)
+    status = status or find_status_code(diagnostic)
     if refine:
-        kind, reason = _refine(kind, reason, status, diagnostic)
+        kind, reason = refine_by_text(kind, reason, status, diagnostic)
     smtp_id = item.get("smtp-id")
     return ProviderEvent(
         provider=PROVIDER,
@@ -166,32 +156,7 @@ def _event(index: int, item: dict[str, Any]) -> ProviderEvent:
         reason=reason,
         status=status,
         diagnostic=diagnostic,
-        occurred_at=_timestamp(item.get("timestamp")),
+        occurred_at=epoch_time(item.get("timestamp")),
         message_id=smtp_id if isinstance(smtp_id, str) and smtp_id else None,
         raw=item,
     )
-
-
-def _refine(kind: Kind, reason: str, status: str | None, diagnostic: str) -> tuple[Kind, str]:
-    """Let the text classifier name the reason, or put the blame on us; SendGrid's kind stands."""
-    if classify is None or not diagnostic:
-        return kind, reason
-    match = _SMTP_CODE.match(diagnostic)
-    found: Classification = classify(status, diagnostic, int(match.group(1)) if match else None)
-    if found.kind in (kind, "sender"):
-        return found.kind, found.reason
-    return kind, reason
-
-
-def _enhanced_status(text: str) -> str | None:
-    match = _ENHANCED_STATUS.search(text)
-    return match.group(1) if match else None
-
-
-def _timestamp(value: Any) -> datetime | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    try:
-        return datetime.fromtimestamp(value, UTC)
-    except (OverflowError, OSError, ValueError):
-        return None

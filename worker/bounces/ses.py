@@ -26,15 +26,9 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from worker.bounces import Classification, Kind, ProviderEvent
+from worker.bounces import Kind, ProviderEvent
+from worker.bounces.classify import refine as refine_by_text
 from worker.errors import WebhookAuthError, WebhookPayloadError
-
-try:
-    from worker.bounces.classify import classify
-except ModuleNotFoundError as err:  # the text classifier is optional: our tables give kind/reason
-    if err.name != "worker.bounces.classify":
-        raise
-    classify = None  # type: ignore[assignment]
 
 log = logging.getLogger(__name__)
 
@@ -110,8 +104,6 @@ IGNORED_EVENT_TYPES = frozenset(
         "Received",
     }
 )
-
-_SMTP_CODE = re.compile(r"\A\s*(?:smtp;\s*)?([245]\d\d)\b", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -319,7 +311,7 @@ def _bounce_events(envelope: Mapping[str, Any], ses_event: dict[str, Any]) -> li
         diagnostic = _optional_str(recipient.get("diagnosticCode")) or ""
         found_kind, found_reason = kind, reason
         if refine:
-            found_kind, found_reason = _refine(kind, reason, status, diagnostic)
+            found_kind, found_reason = refine_by_text(kind, reason, status, diagnostic)
         events.append(
             _event(
                 envelope,
@@ -431,17 +423,6 @@ def _angle(message_id: str) -> str:
     if "@" in message_id and not message_id.startswith("<"):
         return f"<{message_id}>"
     return message_id
-
-
-def _refine(kind: Kind, reason: str, status: str | None, diagnostic: str) -> tuple[Kind, str]:
-    """Let the text classifier name the reason, or put the blame on us; SES's kind stands."""
-    if classify is None or not diagnostic:
-        return kind, reason
-    match = _SMTP_CODE.match(diagnostic)
-    found: Classification = classify(status, diagnostic, int(match.group(1)) if match else None)
-    if found.kind in (kind, "sender"):
-        return found.kind, found.reason
-    return kind, reason
 
 
 def _timestamp(value: Any) -> datetime | None:
