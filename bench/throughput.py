@@ -622,7 +622,8 @@ def run_one(
                 # Who still holds the embedded server when we let go (diagnosis of orphans).
                 result["redis_clients_at_release"] = [
                     {k: c.get(k) for k in ("addr", "age", "idle", "cmd", "flags")}
-                    for c in rt.redis.client_list()]
+                    for c in rt.redis.client_list()
+                ]
             rt.close()
             if redis_handle is not None and redis_handle.kind == "embedded":
                 from worker.broker import embedded_redis
@@ -921,8 +922,11 @@ def summarize_profile(path: Path, top: int = 15) -> dict[str, Any]:
         return [(name, round(100 * n / total, 1)) for name, n in counter.most_common(top)]
 
     ours = sorted(
-        ((name, round(100 * n / total, 1)) for name, n in inclusive.items()
-         if "(worker/" in name or "(dramatiq/" in name),
+        (
+            (name, round(100 * n / total, 1))
+            for name, n in inclusive.items()
+            if "(worker/" in name or "(dramatiq/" in name
+        ),
         key=lambda item: -item[1],
     )
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
@@ -1042,14 +1046,18 @@ def print_profile(r: dict[str, Any], name: str, profile: dict[str, Any]) -> None
 
 def code_version() -> dict[str, Any]:
     """The commit measured, and which files of the package differ from it."""
+
     def git(*args: str) -> str:
         with suppress(Exception):
-            return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True,
-                                  timeout=10).stdout.strip()
+            return subprocess.run(
+                ["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10
+            ).stdout.strip()
         return ""
 
-    return {"commit": git("rev-parse", "HEAD"),
-            "dirty": git("status", "--porcelain", "--", "worker").splitlines()}
+    return {
+        "commit": git("rev-parse", "HEAD"),
+        "dirty": git("status", "--porcelain", "--", "worker").splitlines(),
+    }
 
 
 def main() -> None:
@@ -1123,8 +1131,9 @@ def main() -> None:
             log(f"[red]{database} run failed: {type(exc).__name__}: {exc}[/]")
             failures.append({"database": database, "error": f"{type(exc).__name__}: {exc}"})
         # Written after every run, so a later failure or a kill keeps what was measured.
-        path.write_text(json.dumps({**header, "runs": results, "failures": failures},
-                                   indent=2, default=str))
+        path.write_text(
+            json.dumps({**header, "runs": results, "failures": failures}, indent=2, default=str)
+        )
     if results:
         print_table(results)
     log(f"results: {path}")

@@ -42,8 +42,10 @@ RETRY = {"retry_min_s": 0.2, "retry_max_s": 1, "max_attempts": 3, "stuck_after_s
 QUICK_SWEEP = {"NEWSLETTER_STUCK_AFTER_S": "5", "NEWSLETTER_SWEEP_INTERVAL_S": "1"}
 TEMPORARY = "451 4.3.0 Temporary local problem, try again later"
 UNKNOWN_USER = "550 5.1.1 <{}>: Recipient address rejected: User unknown in virtual mailbox table"
-BLOCKLISTED = ("550 5.7.1 Service unavailable; Client host [192.0.2.7] blocked using "
-               "zen.spamhaus.org; https://www.spamhaus.org/query/ip/192.0.2.7")
+BLOCKLISTED = (
+    "550 5.7.1 Service unavailable; Client host [192.0.2.7] blocked using "
+    "zen.spamhaus.org; https://www.spamhaus.org/query/ip/192.0.2.7"
+)
 
 
 # --- an SMTP server of our own ------------------------------------------------------------
@@ -56,8 +58,14 @@ class TimedHandler(SmtpHandler):
     tries: list[tuple[str, float]] = field(default_factory=list)  # (address, monotonic time)
     arrivals: list[tuple[str, float]] = field(default_factory=list)
 
-    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
-                          address: str, rcpt_options: list[str]) -> str:
+    async def handle_RCPT(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        address: str,
+        rcpt_options: list[str],
+    ) -> str:
         with self.lock:
             self.tries.append((address.lower(), time.monotonic()))
         return await super().handle_RCPT(server, session, envelope, address, rcpt_options)
@@ -97,8 +105,9 @@ class SmtpServer:
         return f"smtp://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port,
-                                     decode_data=False, ready_timeout=10)
+        self.controller = Controller(
+            self.handler, hostname="127.0.0.1", port=self.port, decode_data=False, ready_timeout=10
+        )
         self.controller.start()
 
     def stop(self) -> None:
@@ -137,8 +146,9 @@ def settings(make_settings: Callable[..., Settings]) -> Settings:
 
 
 @pytest.fixture
-def runtime(make_settings: Callable[..., Settings], redis_client: redis.Redis
-            ) -> Iterator[Callable[..., Runtime]]:
+def runtime(
+    make_settings: Callable[..., Settings], redis_client: redis.Redis
+) -> Iterator[Callable[..., Runtime]]:
     """Build a runtime with settings overrides, on the test's Redis; closed after the test."""
     opened: list[Runtime] = []
 
@@ -164,8 +174,14 @@ def sweeping_worker(rt: Runtime, threads: int = THREADS) -> Iterator[None]:
 
 def newsletter(env: dict[str, str], *args: str, **overrides: str) -> str:
     """Run `newsletter ARGS` as an operator would; returns stdout (fails on a non-zero exit)."""
-    result = subprocess.run([sys.executable, "-m", "worker.cli", *args], cwd=ROOT,
-                            env={**env, **overrides}, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "worker.cli", *args],
+        cwd=ROOT,
+        env={**env, **overrides},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
     return result.stdout
 
@@ -187,7 +203,11 @@ class WorkerProcesses:
         log = open(self.log_dir / f"worker-{len(self.started)}.log", "wb")  # noqa: SIM115
         proc = subprocess.Popen(
             [sys.executable, "-m", "worker.cli", "worker", "--threads", str(threads)],
-            cwd=ROOT, env={**self.env, **overrides}, stdout=log, stderr=subprocess.STDOUT)
+            cwd=ROOT,
+            env={**self.env, **overrides},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         log.close()
         self.started.append(proc)
         return proc
@@ -210,8 +230,9 @@ class WorkerProcesses:
                 proc.wait()
 
     def logs(self) -> str:
-        return "\n".join(p.read_text(errors="replace")[-3000:]
-                         for p in sorted(self.log_dir.glob("worker-*.log")))
+        return "\n".join(
+            p.read_text(errors="replace")[-3000:] for p in sorted(self.log_dir.glob("worker-*.log"))
+        )
 
 
 @pytest.fixture
@@ -245,7 +266,7 @@ def readers(count: int, domain: str = "example.com", prefix: str = "reader") -> 
 def subscribe_all(rt: Runtime, emails: list[str]) -> None:
     """Active subscribers, added in batches of 1000 the way an import does."""
     for i in range(0, len(emails), 1000):
-        subscribe(rt, *[(email, "", ()) for email in emails[i:i + 1000]])
+        subscribe(rt, *[(email, "", ()) for email in emails[i : i + 1000]])
 
 
 def status(rt: Runtime, week: str) -> editions.EditionStatusView:
@@ -255,7 +276,8 @@ def status(rt: Runtime, week: str) -> editions.EditionStatusView:
 def delivery_of(rt: Runtime, week: str, email: str) -> Delivery:
     with rt.session() as session:
         found = session.execute(
-            select(Delivery).join(Edition, Edition.id == Delivery.edition_id)
+            select(Delivery)
+            .join(Edition, Edition.id == Delivery.edition_id)
             .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
             .where(Edition.week == week, Subscriber.email == email)
         ).scalar_one()
@@ -269,8 +291,9 @@ def subscriber_status(rt: Runtime, email: str) -> str:
     return found.status
 
 
-def wait_for_edition(rt: Runtime, week: str, wanted: str = "sent", timeout_s: float = 60
-                     ) -> editions.EditionStatusView:
+def wait_for_edition(
+    rt: Runtime, week: str, wanted: str = "sent", timeout_s: float = 60
+) -> editions.EditionStatusView:
     wait_until(lambda: status(rt, week).status == wanted, timeout_s)
     return status(rt, week)
 
@@ -284,7 +307,10 @@ def duplicates(mailed: Counter[str]) -> int:
 
 @pytest.mark.slow
 def test_workers_killed_mid_edition_lose_nothing_and_resend_at_most_what_was_in_flight(
-    rt: Runtime, env: dict[str, str], smtp: TimedHandler, worker_processes: WorkerProcesses,
+    rt: Runtime,
+    env: dict[str, str],
+    smtp: TimedHandler,
+    worker_processes: WorkerProcesses,
 ) -> None:
     week, now = this_week()
     publish_this_week(rt, now)
@@ -311,21 +337,34 @@ def test_workers_killed_mid_edition_lose_nothing_and_resend_at_most_what_was_in_
     assert set(mailed) == set(everyone)
     assert duplicates(mailed) <= killed_threads, mailed.most_common(10)
     seen = operator_status(env, week)
-    assert seen == {**seen, "status": "sent", "total": 3000, "sent": 3000, "queued": 0,
-                    "sending": 0, "failed": 0, "bounced": 0, "skipped": 0}
+    assert seen == {
+        **seen,
+        "status": "sent",
+        "total": 3000,
+        "sent": 3000,
+        "queued": 0,
+        "sending": 0,
+        "failed": 0,
+        "bounced": 0,
+        "skipped": 0,
+    }
 
 
 @pytest.mark.slow
 def test_a_delivery_left_sending_by_a_dead_worker_is_taken_back_after_stuck_after(
-    rt: Runtime, smtp: TimedHandler,
+    rt: Runtime,
+    smtp: TimedHandler,
 ) -> None:
     week, now = this_week()
     publish_this_week(rt, now)
     subscribe_all(rt, readers(20))
-    editions.start_send(rt, week, now,
-                        lambda edition_id: editions.fan_out(rt, edition_id,
-                                                            rt.actors.enqueue_deliveries),
-                        rt.actors.enqueue_deliveries)
+    editions.start_send(
+        rt,
+        week,
+        now,
+        lambda edition_id: editions.fan_out(rt, edition_id, rt.actors.enqueue_deliveries),
+        rt.actors.enqueue_deliveries,
+    )
     # A worker claims reader 7's delivery and dies before sending: its job is gone.
     orphan = delivery_of(rt, week, "reader00007@example.com")
     with rt.session() as session, session.begin():
@@ -345,7 +384,8 @@ def test_a_delivery_left_sending_by_a_dead_worker_is_taken_back_after_stuck_afte
 
 
 def test_every_job_enqueued_three_times_still_mails_each_reader_once(
-    rt: Runtime, smtp: TimedHandler,
+    rt: Runtime,
+    smtp: TimedHandler,
 ) -> None:
     week, now = this_week()
     publish_this_week(rt, now)
@@ -355,8 +395,9 @@ def test_every_job_enqueued_three_times_still_mails_each_reader_once(
     def thrice(ids: list[int]) -> None:  # side by side, so that copies run at the same time
         rt.actors.enqueue_deliveries([i for i in ids for _copy in range(3)])
 
-    editions.start_send(rt, week, now, lambda edition_id: editions.fan_out(rt, edition_id, thrice),
-                        thrice)
+    editions.start_send(
+        rt, week, now, lambda edition_id: editions.fan_out(rt, edition_id, thrice), thrice
+    )
     with sweeping_worker(rt, threads=8):
         view = wait_for_edition(rt, week)
 
@@ -370,7 +411,9 @@ def test_every_job_enqueued_three_times_still_mails_each_reader_once(
 
 @pytest.mark.slow
 def test_redis_flushed_mid_edition_is_refilled_from_the_database_and_nobody_is_mailed_twice(
-    runtime: Callable[..., Runtime], redis_client: redis.Redis, env: dict[str, str],
+    runtime: Callable[..., Runtime],
+    redis_client: redis.Redis,
+    env: dict[str, str],
     smtp: TimedHandler,
 ) -> None:
     rt = runtime(send_rate=150)
@@ -396,15 +439,25 @@ def test_redis_flushed_mid_edition_is_refilled_from_the_database_and_nobody_is_m
 
 
 def test_temporary_refusals_are_retried_with_backoff_and_fail_with_the_last_reply(
-    rt: Runtime, worker: Callable[[], None], smtp: TimedHandler, env: dict[str, str],
+    rt: Runtime,
+    worker: Callable[[], None],
+    smtp: TimedHandler,
+    env: dict[str, str],
 ) -> None:
     week, now = this_week()
     publish_this_week(rt, now)
-    subscribe(rt, ("flaky@example.com", "Flaky", ()), ("hopeless@example.com", "Hopeless", ()),
-              ("fine@example.com", "Fine", ()))
+    subscribe(
+        rt,
+        ("flaky@example.com", "Flaky", ()),
+        ("hopeless@example.com", "Hopeless", ()),
+        ("fine@example.com", "Fine", ()),
+    )
     smtp.fail_next["flaky@example.com"] = [TEMPORARY, TEMPORARY]
-    smtp.fail_next["hopeless@example.com"] = [TEMPORARY, TEMPORARY,
-                                              "452 4.2.2 Mailbox full, try later"]
+    smtp.fail_next["hopeless@example.com"] = [
+        TEMPORARY,
+        TEMPORARY,
+        "452 4.2.2 Mailbox full, try later",
+    ]
 
     send(rt, week, now)
     view = wait_for_edition(rt, week, timeout_s=30)
@@ -424,7 +477,10 @@ def test_temporary_refusals_are_retried_with_backoff_and_fail_with_the_last_repl
 
 
 def test_a_5xx_at_rcpt_is_a_hard_bounce_and_that_reader_is_never_mailed_again(
-    rt: Runtime, worker: Callable[[], None], smtp: TimedHandler, env: dict[str, str],
+    rt: Runtime,
+    worker: Callable[[], None],
+    smtp: TimedHandler,
+    env: dict[str, str],
 ) -> None:
     week, now = this_week()
     last_week = week_of(now - timedelta(days=7), UTC)
@@ -443,7 +499,11 @@ def test_a_5xx_at_rcpt_is_a_hard_bounce_and_that_reader_is_never_mailed_again(
     with rt.session() as session:
         [event] = session.execute(select(BounceEvent)).scalars()
     assert (event.kind, event.source, event.status_code, event.delivery_id) == (
-        "hard", "smtp", "550", gone.id)
+        "hard",
+        "smtp",
+        "550",
+        gone.id,
+    )
     assert "User unknown" in event.diagnostic
     assert subscriber_status(rt, "gone@example.com") == "bounced"
 
@@ -455,7 +515,10 @@ def test_a_5xx_at_rcpt_is_a_hard_bounce_and_that_reader_is_never_mailed_again(
 
 
 def test_a_blocklist_refusal_is_our_problem_and_does_not_suppress_the_reader(
-    rt: Runtime, worker: Callable[[], None], smtp: TimedHandler, env: dict[str, str],
+    rt: Runtime,
+    worker: Callable[[], None],
+    smtp: TimedHandler,
+    env: dict[str, str],
 ) -> None:
     week, now = this_week()
     publish_this_week(rt, now)
@@ -474,12 +537,18 @@ def test_a_blocklist_refusal_is_our_problem_and_does_not_suppress_the_reader(
 
 
 def test_retry_requeues_failed_deliveries_and_they_go_out_once_the_server_accepts(
-    rt: Runtime, smtp: TimedHandler, env: dict[str, str],
+    rt: Runtime,
+    smtp: TimedHandler,
+    env: dict[str, str],
 ) -> None:
     week, now = this_week()
     publish_this_week(rt, now)
-    subscribe(rt, ("greylisted@example.com", "", ()), ("blocked@example.com", "", ()),
-              ("fine@example.com", "", ()))
+    subscribe(
+        rt,
+        ("greylisted@example.com", "", ()),
+        ("blocked@example.com", "", ()),
+        ("fine@example.com", "", ()),
+    )
     smtp.replies["greylisted@example.com"] = TEMPORARY
     smtp.replies["blocked@example.com"] = BLOCKLISTED
     with sweeping_worker(rt):
@@ -492,14 +561,19 @@ def test_retry_requeues_failed_deliveries_and_they_go_out_once_the_server_accept
         view = wait_for_edition(rt, week)
 
     assert (view.sent, view.failed, view.queued) == (3, 0, 0)
-    assert smtp.mailed() == {"greylisted@example.com": 1, "blocked@example.com": 1,
-                             "fine@example.com": 1}
+    assert smtp.mailed() == {
+        "greylisted@example.com": 1,
+        "blocked@example.com": 1,
+        "fine@example.com": 1,
+    }
     assert operator_status(env, week)["status"] == "sent"
 
 
 @pytest.mark.slow
 def test_an_smtp_outage_mid_edition_delays_everyone_but_loses_and_doubles_nobody(
-    runtime: Callable[..., Runtime], smtp_service: SmtpServer, smtp: TimedHandler,
+    runtime: Callable[..., Runtime],
+    smtp_service: SmtpServer,
+    smtp: TimedHandler,
 ) -> None:
     rt = runtime(send_rate=100, retry_min_s=0.2, retry_max_s=1, max_attempts=20)
     week, now = this_week()
@@ -526,19 +600,25 @@ def test_an_smtp_outage_mid_edition_delays_everyone_but_loses_and_doubles_nobody
 
 def deliveries(rt: Runtime, week: str) -> list[Delivery]:
     with rt.session() as session:
-        return list(session.execute(
-            select(Delivery).join(Edition, Edition.id == Delivery.edition_id)
-            .where(Edition.week == week)).scalars())
+        return list(
+            session.execute(
+                select(Delivery)
+                .join(Edition, Edition.id == Delivery.edition_id)
+                .where(Edition.week == week)
+            ).scalars()
+        )
 
 
 @pytest.mark.slow
 def test_a_retry_waits_out_its_backoff_even_when_that_is_longer_than_stuck_after(
-    runtime: Callable[..., Runtime], smtp: TimedHandler,
+    runtime: Callable[..., Runtime],
+    smtp: TimedHandler,
 ) -> None:
     # Backoff of the first retry: between 15 and 30 s; a dead worker's rows are taken back
     # after 5 s. A delivery waiting for its retry is not a lost one.
-    rt = runtime(retry_min_s=30, retry_max_s=3600, max_attempts=5, stuck_after_s=5,
-                 sweep_interval_s=1)
+    rt = runtime(
+        retry_min_s=30, retry_max_s=3600, max_attempts=5, stuck_after_s=5, sweep_interval_s=1
+    )
     week, now = this_week()
     publish_this_week(rt, now)
     subscribe(rt, ("greylisted@example.com", "", ()))
@@ -559,7 +639,10 @@ def test_a_retry_waits_out_its_backoff_even_when_that_is_longer_than_stuck_after
 
 @pytest.mark.slow
 def test_the_send_rate_holds_across_two_worker_processes(
-    rt: Runtime, env: dict[str, str], smtp: TimedHandler, worker_processes: WorkerProcesses,
+    rt: Runtime,
+    env: dict[str, str],
+    smtp: TimedHandler,
+    worker_processes: WorkerProcesses,
 ) -> None:
     week, now = this_week()
     publish_this_week(rt, now)
@@ -576,7 +659,8 @@ def test_the_send_rate_holds_across_two_worker_processes(
 
 
 def test_a_domain_rate_slows_that_domain_and_no_other(
-    runtime: Callable[..., Runtime], smtp: TimedHandler,
+    runtime: Callable[..., Runtime],
+    smtp: TimedHandler,
 ) -> None:
     rt = runtime(domain_rates="example.org=20/s")
     week, now = this_week()
@@ -599,7 +683,9 @@ def test_a_domain_rate_slows_that_domain_and_no_other(
 
 
 def test_two_send_commands_at_once_make_one_edition_and_mail_everyone_once(
-    rt: Runtime, env: dict[str, str], smtp: TimedHandler,
+    rt: Runtime,
+    env: dict[str, str],
+    smtp: TimedHandler,
 ) -> None:
     week, now = this_week()
     publish_this_week(rt, now)
@@ -607,9 +693,15 @@ def test_two_send_commands_at_once_make_one_edition_and_mail_everyone_once(
     subscribe_all(rt, everyone)
 
     with sweeping_worker(rt):
-        commands = [subprocess.Popen([sys.executable, "-m", "worker.cli", "send", "--week", week],
-                                     cwd=ROOT, env=env, stderr=subprocess.PIPE)
-                    for _ in range(2)]
+        commands = [
+            subprocess.Popen(
+                [sys.executable, "-m", "worker.cli", "send", "--week", week],
+                cwd=ROOT,
+                env=env,
+                stderr=subprocess.PIPE,
+            )
+            for _ in range(2)
+        ]
         for proc in commands:
             _out, errors = proc.communicate(timeout=60)
             assert proc.returncode == 0, errors
@@ -623,7 +715,9 @@ def test_two_send_commands_at_once_make_one_edition_and_mail_everyone_once(
 
 
 def test_two_schedulers_firing_together_make_one_edition_and_mail_everyone_once(
-    rt: Runtime, settings: Settings, smtp: TimedHandler,
+    rt: Runtime,
+    settings: Settings,
+    smtp: TimedHandler,
 ) -> None:
     import scheduler
 
@@ -666,7 +760,9 @@ def settled(rt: Runtime, week: str) -> editions.EditionStatusView:
 
 @pytest.mark.slow
 def test_pause_stops_sending_and_resume_finishes_the_edition_without_duplicates(
-    runtime: Callable[..., Runtime], env: dict[str, str], smtp: TimedHandler,
+    runtime: Callable[..., Runtime],
+    env: dict[str, str],
+    smtp: TimedHandler,
 ) -> None:
     rt = runtime(send_rate=100)
     operator = runtime(send_rate=100)  # another process: the workers learn of the pause late
@@ -702,7 +798,9 @@ def test_pause_stops_sending_and_resume_finishes_the_edition_without_duplicates(
 
 
 def test_cancel_mid_edition_skips_everyone_not_yet_mailed(
-    runtime: Callable[..., Runtime], env: dict[str, str], smtp: TimedHandler,
+    runtime: Callable[..., Runtime],
+    env: dict[str, str],
+    smtp: TimedHandler,
 ) -> None:
     rt = runtime(send_rate=100)
     week, now = this_week()
