@@ -5,13 +5,15 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
+import dramatiq
 import pytest
 from sqlalchemy import select
 
-from tests.conftest import SmtpHandler
+from tests.conftest import SmtpHandler, wait_until
 from tests.factories import comparison, load, send, subscribe
 from worker import editions, store
 from worker.models import Delivery, SubscriberStatus, utcnow
@@ -224,3 +226,44 @@ def test_an_unsubscribed_reader_is_skipped_even_when_already_queued(
     request.getfixturevalue("worker")()
     assert [r.rcpt_tos[0] for r in smtp.received] == ["stay@example.com"]
     assert editions.status(rt, week).skipped == 1
+
+
+@pytest.mark.slow
+def test_fan_out_keeps_at_most_the_queue_window_in_redis_and_tops_up_as_it_drains(
+    make_settings: Callable[..., object],
+    redis_client: object,
+    smtp: SmtpHandler,
+    request: pytest.FixtureRequest,
+) -> None:
+    from worker.runtime import open_runtime
+
+    settings = make_settings(queue_window=40)
+    rt = open_runtime(settings, redis_client=redis_client)  # type: ignore[arg-type]
+    try:
+        week, now = _week_and_now()
+        load(rt, comparison("dev-duel", "Developer Tools", now - timedelta(minutes=5)))
+        subscribe(rt, *[(f"w{i}@example.com", "", ()) for i in range(300)])
+        send(rt, week, now)
+        # A worker on the editions queue only: fan-out and its refill loop run, nothing drains.
+        editions_only = dramatiq.Worker(rt.broker, queues={"editions"}, worker_threads=1)
+        editions_only.start()
+        try:
+            wait_until(lambda: editions.status(rt, week).total == 300)
+            time.sleep(1.5)  # a refill pass or two
+            assert 0 < rt.redis.llen("newsletter:deliveries") <= 40
+            assert editions.status(rt, week).queued == 300  # the rest wait in the database
+        finally:
+            editions_only.stop()
+
+        from worker.supervisor import running_worker
+
+        with running_worker(rt, threads=4, sweep=False) as (_actors, dramatiq_worker):
+            for _ in range(3):
+                for queue in sorted(rt.broker.get_declared_queues()):
+                    rt.broker.join(queue, timeout=60_000)
+                dramatiq_worker.join()
+        assert len({r.rcpt_tos[0] for r in smtp.received}) == 300
+        assert len(smtp.received) == 300
+        assert editions.status(rt, week).status == "sent"
+    finally:
+        rt.close()
