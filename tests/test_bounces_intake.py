@@ -375,3 +375,34 @@ def test_a_mailgun_complaint_is_verified_and_a_replay_is_refused(http: httpx.Cli
 
 def test_an_unknown_provider_is_404(http: httpx.Client) -> None:
     assert http.post("/webhooks/sparkpost", content=b"{}").status_code == 404
+
+
+def test_the_bounce_mailbox_is_read_once_and_emptied(
+    rt: Runtime,
+    worker: Callable[[], None],
+    smtp: SmtpHandler,
+) -> None:
+    from tests.imap_server import ImapServer, Mailbox
+    from worker.bounces.mailbox import poll
+
+    _sent_edition(rt, worker, "imap-dead@example.com", "imap-full@example.com")
+    mailbox = Mailbox()
+    mailbox.add(_bounce_for(smtp, "imap-dead@example.com"))
+    mailbox.add(_bounce_for(smtp, "imap-full@example.com", "postfix_mailbox_full.eml"))
+    mailbox.add(b"\x00\xffnot mail at all")
+    server = ImapServer(mailbox, free_port())
+    server.start()
+    try:
+        url = f"imap://bounces:secret@127.0.0.1:{server.port}/INBOX?move_to=Processed"
+        assert poll(url, intake_for(rt)) == 3
+        assert poll(url, intake_for(rt)) == 0
+        with pytest.raises(Exception, match="bounce mailbox"):
+            poll(f"imap://bounces:wrong@127.0.0.1:{server.port}/INBOX", intake_for(rt))
+    finally:
+        server.stop()
+    assert mailbox.folders["INBOX"] == {}
+    assert len(mailbox.folders["Processed"]) == 3
+    assert _status(rt, "imap-dead@example.com") == "bounced"
+    assert _status(rt, "imap-full@example.com") == "active"
+    kept = list((rt.settings.data_dir / "bounces" / "kept").glob("*.eml"))
+    assert len(kept) == 1
