@@ -73,3 +73,18 @@ def epoch_time(value: Any) -> datetime | None:
         return datetime.fromtimestamp(value, UTC)
     except (OverflowError, OSError, ValueError):
         return None
+
+
+def iso_time(value: Any) -> datetime | None:
+    """A provider's ISO 8601 time; None when it is not one."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        return None
+
+
+def text_or_none(value: Any) -> str | None:
+    """A non-empty string from a payload, else None."""
+    return value if isinstance(value, str) and value else None

@@ -10,10 +10,9 @@ import base64
 import binascii
 import hmac
 import json
-from datetime import datetime
 from typing import Any
 
-from worker.bounces import Kind, ProviderEvent
+from worker.bounces import Kind, ProviderEvent, iso_time, text_or_none
 from worker.bounces.classify import find_status_code
 from worker.bounces.classify import refine as refine_by_text
 from worker.errors import WebhookAuthError, WebhookPayloadError
@@ -95,9 +94,11 @@ def _event(record: dict[str, Any]) -> ProviderEvent:
         raise WebhookPayloadError("postmark: record has no ID")
     if not isinstance(email, str) or not email:
         raise WebhookPayloadError("postmark: record has no Email")
-    kind, reason, refine = bounce_class(record["RecordType"], _str(record.get("Type")))
+    kind, reason, refine = bounce_class(record["RecordType"], text_or_none(record.get("Type")))
     # Details holds the remote server's words; Description is Postmark's generic gloss.
-    diagnostic = _str(record.get("Details")) or _str(record.get("Description")) or ""
+    diagnostic = (
+        text_or_none(record.get("Details")) or text_or_none(record.get("Description")) or ""
+    )
     status = find_status_code(diagnostic)
     if refine:
         kind, reason = refine_by_text(kind, reason, status, diagnostic)
@@ -109,20 +110,7 @@ def _event(record: dict[str, Any]) -> ProviderEvent:
         reason=reason,
         status=status,
         diagnostic=diagnostic,
-        occurred_at=_timestamp(record.get("BouncedAt")),
-        message_id=_str(record.get("MessageID")),
+        occurred_at=iso_time(record.get("BouncedAt")),
+        message_id=text_or_none(record.get("MessageID")),
         raw=record,
     )
-
-
-def _timestamp(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        return datetime.fromisoformat(value)
-    except ValueError:
-        return None
-
-
-def _str(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None

@@ -26,7 +26,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from worker.bounces import Kind, ProviderEvent
+from worker.bounces import Kind, ProviderEvent, iso_time, text_or_none
 from worker.bounces.classify import refine as refine_by_text
 from worker.errors import WebhookAuthError, WebhookPayloadError
 
@@ -303,12 +303,12 @@ def bounce_class(bounce_type: str | None, sub_type: str | None) -> tuple[Kind, s
 def _bounce_events(envelope: Mapping[str, Any], ses_event: dict[str, Any]) -> list[ProviderEvent]:
     bounce = _object(ses_event, "bounce")
     kind, reason, refine = bounce_class(bounce.get("bounceType"), bounce.get("bounceSubType"))
-    occurred_at = _timestamp(bounce.get("timestamp")) or _timestamp(envelope.get("Timestamp"))
+    occurred_at = iso_time(bounce.get("timestamp")) or iso_time(envelope.get("Timestamp"))
     message_id = _message_id(ses_event)
     events = []
     for recipient in _recipients(bounce, "bouncedRecipients"):
-        status = _optional_str(recipient.get("status"))
-        diagnostic = _optional_str(recipient.get("diagnosticCode")) or ""
+        status = text_or_none(recipient.get("status"))
+        diagnostic = text_or_none(recipient.get("diagnosticCode")) or ""
         found_kind, found_reason = kind, reason
         if refine:
             found_kind, found_reason = refine_by_text(kind, reason, status, diagnostic)
@@ -336,10 +336,10 @@ def _complaint_events(
     if complaint.get("complaintSubType") == "OnAccountSuppressionList":
         kind, reason = "complaint", "suppressed"
     else:
-        feedback = _optional_str(complaint.get("complaintFeedbackType"))
+        feedback = text_or_none(complaint.get("complaintFeedbackType"))
         kind, reason = COMPLAINT_TYPES.get(feedback or "abuse", ("complaint", "complaint"))
-    occurred_at = _timestamp(complaint.get("timestamp")) or _timestamp(envelope.get("Timestamp"))
-    diagnostic = _optional_str(complaint.get("userAgent")) or ""
+    occurred_at = iso_time(complaint.get("timestamp")) or iso_time(envelope.get("Timestamp"))
+    diagnostic = text_or_none(complaint.get("userAgent")) or ""
     message_id = _message_id(ses_event)
     return [
         _event(
@@ -415,7 +415,7 @@ def _message_id(ses_event: Mapping[str, Any]) -> str | None:
             and isinstance(header.get("value"), str)
         ):
             return _angle(header["value"])
-    return _optional_str(mail.get("messageId"))
+    return text_or_none(mail.get("messageId"))
 
 
 def _angle(message_id: str) -> str:
@@ -423,19 +423,6 @@ def _angle(message_id: str) -> str:
     if "@" in message_id and not message_id.startswith("<"):
         return f"<{message_id}>"
     return message_id
-
-
-def _timestamp(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        return datetime.fromisoformat(value)
-    except ValueError:
-        return None
-
-
-def _optional_str(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
 
 
 def confirm_subscription(
