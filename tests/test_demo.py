@@ -76,6 +76,19 @@ def test_demo_delivers_this_weeks_digest_into_the_outbox_and_leaves_nothing_runn
     assert len(list((data_dir / "outbox").glob("*.eml"))) == 25
 
 
+def test_any_command_works_on_a_fresh_data_dir(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "worker.cli", "status", "--week", "2026-W48"],
+        cwd=tmp_path,
+        env=_clean_env(tmp_path / "data"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip() == "error: no edition for 2026-W48"
+
+
 @pytest.mark.slow
 def test_up_serves_and_stops_everything_on_ctrl_c(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"

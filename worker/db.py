@@ -10,7 +10,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import event, inspect
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import create_engine
 
 from worker.errors import DatabaseUnavailable
@@ -56,8 +56,9 @@ def migrate(engine: Engine) -> None:
     """Bring the schema to the newest migration; running it again changes nothing."""
     try:
         command.upgrade(_alembic_config(engine), "head")
-    except OperationalError as exc:
-        raise DatabaseUnavailable(f"cannot migrate the database: {exc.orig}") from exc
+    except SQLAlchemyError as exc:
+        reason = getattr(exc, "orig", None) or exc
+        raise DatabaseUnavailable(f"cannot migrate the database: {reason}") from exc
 
 
 def is_migrated(engine: Engine) -> bool:

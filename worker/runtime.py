@@ -24,7 +24,7 @@ from sqlmodel import Session
 from worker import store
 from worker.broker import connect_redis, make_broker
 from worker.config import Settings
-from worker.db import is_migrated, make_engine
+from worker.db import is_migrated, make_engine, migrate
 from worker.errors import DatabaseUnavailable
 from worker.message import Identity, PreparedMail, prepare
 from worker.planning import Candidate, category_key, pick_for, split_categories
@@ -179,7 +179,13 @@ def open_runtime(
         settings.resolved_database_url, pool_size=max(5, settings.worker_threads + 2)
     )
     if require_schema and not is_migrated(engine):
-        raise DatabaseUnavailable("the database has no schema yet: run `newsletter init` first")
+        # A brand-new database gets its schema on first use, so that any command works on a
+        # fresh data dir; `newsletter init` does the same explicitly (and upgrades later).
+        try:
+            migrate(engine)
+        except DatabaseUnavailable:
+            if not is_migrated(engine):  # another process may have just created it
+                raise
     name, _address = parseaddr(settings.mail_from)
     return Runtime(
         settings=settings,
