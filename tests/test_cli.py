@@ -229,3 +229,17 @@ def test_an_operator_exports_and_erases_a_readers_data(rt: Runtime, env: dict[st
         == "error: no subscriber gdpr@example.com"
     )
     assert run(env, "subscribers", "erase", "gdpr@example.com", "--yes").returncode == 1
+
+
+def test_send_wait_delivers_by_itself_when_no_worker_runs(
+    rt: Runtime, env: dict[str, str], smtp: SmtpHandler
+) -> None:
+    now = utcnow()
+    load(rt, comparison("dev-duel", "Developer Tools", now - timedelta(minutes=5)))
+    subscribe(rt, *[(f"alone{i}@example.com", "", ()) for i in range(12)])
+    result = run(env, "send", "--wait")
+    assert result.returncode == 0, result.stderr
+    assert "no worker is running: delivering from this process" in result.stderr
+    assert len(smtp.received) == 12
+    status = json.loads(run(env, "status", "--json").stdout)
+    assert (status["status"], status["sent"], status["total"]) == ("sent", 12, 12)

@@ -7,6 +7,8 @@ at import time on a global broker, so that settings flow down from each entry po
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -26,6 +28,7 @@ QUEUE_TRANSACTIONAL = "transactional"
 REFILL_EVERY_MS = 1000
 SWEEP_LOCK = "newsletter:sweep"
 BOUNCE_POLL_LOCK = "newsletter:bounce-poll"
+WORKER_PRESENCE = "newsletter:worker:"
 
 
 class Actors:
@@ -165,8 +168,12 @@ class Sweeper(threading.Thread):
 
     def run(self) -> None:
         interval_s = self.actors.rt.settings.sweep_interval_s
+        presence = f"{WORKER_PRESENCE}{socket.gethostname()}:{os.getpid()}"
+        ttl_s = max(5, int(3 * interval_s))
+        self.actors.rt.redis.set(presence, "1", ex=ttl_s)
         while not self.stopped.wait(interval_s):
             try:
+                self.actors.rt.redis.set(presence, "1", ex=ttl_s)
                 result = self.actors.sweep_once()
                 if result and (result["requeued"] or result["fanouts"] or result["finished"]):
                     log.info("sweep: %s", result)
@@ -177,3 +184,8 @@ class Sweeper(threading.Thread):
     def stop(self) -> None:
         """Stop after the current pass."""
         self.stopped.set()
+
+
+def count_workers(rt: Runtime) -> int:
+    """Worker processes alive on any host (each renews a short-lived key as it sweeps)."""
+    return sum(1 for _ in rt.redis.scan_iter(match=WORKER_PRESENCE + "*", count=100))

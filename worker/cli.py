@@ -30,6 +30,7 @@ from rich.progress import (
 from rich.table import Table
 
 from worker import editions, store
+from worker.actors import count_workers
 from worker.config import Settings, load_settings
 from worker.db import make_engine, migrate
 from worker.errors import InputError, NewsletterError, NotFound
@@ -315,7 +316,17 @@ def send(
         err.print(outcome.message)
         if outcome.edition is None or not wait:
             return
-        _wait_for(rt, week)
+        if count_workers(rt):
+            _wait_for(rt, week)
+            return
+        from worker import supervisor
+
+        err.print(
+            "no worker is running: delivering from this process "
+            "(run `newsletter worker` to deliver apart from the command)"
+        )
+        with supervisor.running_worker(rt):
+            _wait_for(rt, week)
 
 
 def _dry_run(rt: Runtime, week: str) -> None:
