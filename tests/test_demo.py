@@ -39,18 +39,23 @@ def _clean_env(data_dir: Path) -> dict[str, str]:
     return {**keep, "NEWSLETTER_DATA_DIR": str(data_dir)}
 
 
-def test_demo_delivers_this_weeks_digest_into_the_outbox_and_leaves_nothing_running(
-    tmp_path: Path,
-) -> None:
-    data_dir = tmp_path / "data"
-    result = subprocess.run(
-        [sys.executable, "-m", "worker.cli", "demo"],
-        cwd=tmp_path,
+def _newsletter(cwd: Path, data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run ``newsletter ARGS`` as a newcomer would: embedded defaults, only a data dir set."""
+    return subprocess.run(
+        [sys.executable, "-m", "worker.cli", *args],
+        cwd=cwd,
         env=_clean_env(data_dir),
         capture_output=True,
         text=True,
         timeout=120,
     )
+
+
+def test_demo_delivers_this_weeks_digest_into_the_outbox_and_leaves_nothing_running(
+    tmp_path: Path,
+) -> None:
+    data_dir = tmp_path / "data"
+    result = _newsletter(tmp_path, data_dir, "demo")
     assert result.returncode == 0, result.stderr
     assert "subscribers: 25 added" in result.stderr
     assert f"outbox: {data_dir.resolve() / 'outbox'}" in result.stderr
@@ -63,28 +68,14 @@ def test_demo_delivers_this_weeks_digest_into_the_outbox_and_leaves_nothing_runn
     pid_file_gone = _embedded_pid(data_dir)
     assert pid_file_gone is None or not _alive(pid_file_gone)
 
-    again = subprocess.run(
-        [sys.executable, "-m", "worker.cli", "demo"],
-        cwd=tmp_path,
-        env=_clean_env(data_dir),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    again = _newsletter(tmp_path, data_dir, "demo")
     assert again.returncode == 0, again.stderr
     assert "already sent" in again.stderr
     assert len(list((data_dir / "outbox").glob("*.eml"))) == 25
 
 
 def test_any_command_works_on_a_fresh_data_dir(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "worker.cli", "status", "--week", "2026-W48"],
-        cwd=tmp_path,
-        env=_clean_env(tmp_path / "data"),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = _newsletter(tmp_path, tmp_path / "data", "status", "--week", "2026-W48")
     assert result.returncode == 1
     assert result.stderr.strip() == "error: no edition for 2026-W48"
 

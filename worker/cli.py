@@ -443,25 +443,18 @@ def preview(
         week = editions.resolve_week(rt, week)
         with rt.session() as session:
             edition = store.get_edition(session, week)
-        ids = (
-            store_ids(rt, edition.id)
-            if edition and edition.id
-            else editions.plan(rt, week, utcnow())
-        )
-        if not ids:
-            raise NotFound(f"nothing to preview for {week}: no comparisons in that week")
-        subject, html = editions.preview_html(rt, week, ids)
+        if edition is not None:  # the edition keeps the HTML it was created with
+            subject, html = edition.subject, edition.html
+        else:
+            ids = editions.plan(rt, week, utcnow())
+            if not ids:
+                raise NotFound(f"nothing to preview for {week}: no comparisons in that week")
+            subject, html = editions.preview_html(rt, week, ids)
     if out_file:
         out_file.write_text(html, encoding="utf-8")
         err.print(f"{subject}\nwrote {out_file} ({len(html.encode()):,} bytes)")
     else:
         sys.stdout.write(html)
-
-
-def store_ids(rt: Runtime, edition_id: int) -> list[int]:
-    """Comparison ids an existing edition carries."""
-    with rt.session() as session:
-        return store.list_edition_comparison_ids(session, edition_id)
 
 
 @app.command("test-send")

@@ -582,13 +582,9 @@ def status(rt: Runtime, week: str) -> EditionStatusView:
 def test_send(rt: Runtime, email: str, week: str, now: datetime) -> str:
     """Send the week's digest to one address now: no delivery row, ``[TEST]`` subject."""
     edition, _ = ensure_edition(rt, week, now)
-    if edition is None:
-        ids = plan(rt, week, now)
-        if not ids:
-            raise NotFound(f"nothing to send for {week}: no comparisons in that week")
-    else:
-        assert edition.id is not None
-        ids = [c.id for c in rt.planned(edition.id)]
+    if edition is None or edition.id is None:
+        raise NotFound(f"nothing to send for {week}: no comparisons in that week")
+    ids = [c.id for c in rt.planned(edition.id)]
     mail = rt.mail_for(week, tuple(ids))
     values = sample_values(rt.settings.public_url)
     message_id = test_message_id(rt.settings.mail_domain)

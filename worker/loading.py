@@ -14,7 +14,7 @@ from sqlmodel import Session
 
 from worker import store
 from worker.comparisons import ComparisonRecord, read_records, validate_all
-from worker.errors import InputError, RecordError
+from worker.errors import InputError
 from worker.subscribers import SubscriberInput, read_csv
 
 BATCH = 1000
@@ -114,12 +114,3 @@ def _add(report: ImportReport, counts: store.MergeCounts) -> None:
     report.created += counts.added
     report.updated += counts.updated
     report.unchanged += counts.unchanged
-
-
-__all__ = [
-    "ImportReport",
-    "RecordError",
-    "import_comparisons",
-    "import_subscribers",
-    "load_comparison_records",
-]

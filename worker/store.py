@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, case, delete, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
@@ -1107,8 +1107,3 @@ def update_inbound(session: Session, key: str, outcome: str, reason: str) -> Non
 def stuck_before(now: datetime, stuck_after_s: float) -> datetime:
     """The claim time before which a ``sending`` delivery is taken to be abandoned."""
     return now - timedelta(seconds=stuck_after_s)
-
-
-__all__ = [name for name in dir() if name.startswith(("get_", "list_", "create_", "mark_"))] + [
-    "case",
-]
