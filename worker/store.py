@@ -1035,8 +1035,12 @@ def create_bounce_event(session: Session, **fields: Any) -> bool:
         ).first()
         if seen is not None:
             return False
-    session.add(BounceEvent(**fields))
-    session.flush()
+    try:
+        # A savepoint: the same provider event posted twice at once must lose quietly.
+        with session.begin_nested():
+            session.add(BounceEvent(**fields))
+    except IntegrityError:
+        return False
     return True
 
 
