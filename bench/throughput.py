@@ -408,6 +408,7 @@ class Options:
     timeout_s: float
     profile: bool
     keep: bool
+    baselines: bool
 
 
 @contextmanager
@@ -595,27 +596,27 @@ def run_one(
 
             for _, proc in worker_logs:
                 stop_process(proc)
+            if opts.baselines:
+                log("baseline (a): one smtplib connection, one EmailMessage per recipient")
+                ids = tuple(c.id for c in rt.planned(edition_id(rt, week)))
+                received_before = sink.received()
+                result["by_hand"] = by_hand_baseline(
+                    rt, week, ids, sink.port, min(opts.subscribers, BY_HAND_MAX)
+                )
+                time.sleep(0.3)
+                result["by_hand"]["sink_received"] = sink.received() - received_before
 
-            log("baseline (a): one smtplib connection, one EmailMessage per recipient")
-            ids = tuple(c.id for c in rt.planned(edition_id(rt, week)))
-            received_before = sink.received()
-            result["by_hand"] = by_hand_baseline(
-                rt, week, ids, sink.port, min(opts.subscribers, BY_HAND_MAX)
-            )
-            time.sleep(0.3)
-            result["by_hand"]["sink_received"] = sink.received() - received_before
-
-            log("baseline (b): smtp-source")
-            received_before = sink.received()
-            result["smtp_source"] = smtp_source_baseline(
-                sample_message(rt, week, ids),
-                sink.port,
-                workdir,
-                sessions=opts.workers * opts.threads,
-                count=max(min(opts.subscribers, SMTP_SOURCE_MAX), 1000),
-            )
-            time.sleep(0.3)
-            result["smtp_source"]["sink_received"] = sink.received() - received_before
+                log("baseline (b): smtp-source")
+                received_before = sink.received()
+                result["smtp_source"] = smtp_source_baseline(
+                    sample_message(rt, week, ids),
+                    sink.port,
+                    workdir,
+                    sessions=opts.workers * opts.threads,
+                    count=max(min(opts.subscribers, SMTP_SOURCE_MAX), 1000),
+                )
+                time.sleep(0.3)
+                result["smtp_source"]["sink_received"] = sink.received() - received_before
     finally:
         if rt is not None:
             with suppress(Exception):
@@ -1006,7 +1007,10 @@ def print_table(results: list[dict[str, Any]]) -> None:
         row(f"CPU s {name}", lambda r, n=name: fmt(r["cpu_s"].get(n), ".1f"))
     row(
         "(a) by hand, msg/s",
-        lambda r: fmt(r["by_hand"]["per_s"]) + f" ({r['by_hand']['messages']:,})",
+        lambda r: (
+            fmt(r.get("by_hand", {}).get("per_s"))
+            + (f" ({r['by_hand']['messages']:,})" if "by_hand" in r else "")
+        ),
     )
     row(
         "pipeline / by hand",
@@ -1014,7 +1018,10 @@ def print_table(results: list[dict[str, Any]]) -> None:
     )
     row(
         "(b) smtp-source, msg/s",
-        lambda r: fmt(r["smtp_source"]["per_s"]) + f" ({r['smtp_source']['messages']:,})",
+        lambda r: (
+            fmt(r.get("smtp_source", {}).get("per_s"))
+            + (f" ({r['smtp_source']['messages']:,})" if "smtp_source" in r else "")
+        ),
     )
     row(
         "pipeline / smtp-source",
@@ -1091,6 +1098,12 @@ def main() -> None:
         help="seconds to wait for the edition (default 120 + N/100)",
     )
     parser.add_argument("--profile", action="store_true", help="py-spy on worker-0")
+    parser.add_argument(
+        "--no-baselines",
+        dest="baselines",
+        action="store_false",
+        help="skip both baselines (quicker runs while profiling; no ratios)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temp dir and database")
     args = parser.parse_args()
     if args.subscribers < 1:
@@ -1105,6 +1118,7 @@ def main() -> None:
         args.timeout or 120 + args.subscribers / 100,
         args.profile,
         args.keep,
+        args.baselines,
     )
     databases = ("sqlite", "postgres") if args.database == "both" else (args.database,)
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)

@@ -391,14 +391,12 @@ def links_for(rt: Runtime, subscriber_token: str) -> tuple[str, str]:
 def deliver(rt: Runtime, delivery_id: int, retry_later: Callable[[int, float], None]) -> str:
     """Send one delivery: claim, load, render, build, send, record. Returns its new status.
 
-    Safe to run twice or concurrently: only the run whose claim succeeds sends. The edition is
-    marked sent by the refill loop and the sweep, not here, to keep this path to two short
-    write transactions.
+    Safe to run twice or concurrently: only the run whose claim succeeds sends. The claim and
+    the sent-mark are committed together with other threads' (``Runtime.writes``), each before
+    this goes on. The edition is marked sent by the refill loop and the sweep, not here.
     """
     now = utcnow()
-    stuck = store.stuck_before(now, rt.settings.stuck_after_s)
-    with rt.writing() as conn:
-        claim = store.claim_delivery(conn, delivery_id, now, stuck)
+    claim = rt.writes.claim(delivery_id)
     if claim is None:
         return "not owed"
 
@@ -455,8 +453,7 @@ def deliver(rt: Runtime, delivery_id: int, retry_later: Callable[[int, float], N
         )
         retry_later(delivery_id, delay_s)
         return "retrying"
-    with rt.writing() as conn:
-        store.mark_sent(conn, delivery_id, message_id, utcnow())
+    rt.writes.mark_sent(delivery_id, message_id, utcnow())
     return DeliveryStatus.sent.value
 
 

@@ -24,8 +24,9 @@ from sqlmodel import Session
 from worker import store
 from worker.broker import connect_redis, make_broker
 from worker.config import Settings
-from worker.db import is_migrated, make_engine, migrate
+from worker.db import WriterLock, is_migrated, make_engine, migrate
 from worker.errors import DatabaseUnavailable
+from worker.groupwrite import GroupWriter
 from worker.message import Identity, PreparedMail, prepare
 from worker.planning import Candidate, category_key, pick_for, split_categories
 from worker.render import Renderer
@@ -55,7 +56,6 @@ class Runtime:
         default_factory=OrderedDict
     )
     _editions: dict[int, tuple[float, store.EditionInfo]] = field(default_factory=dict)
-    _write_lock: threading.Lock = field(default_factory=threading.Lock)
     _planned: dict[int, list[Candidate]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -82,6 +82,16 @@ class Runtime:
     def throttle(self) -> Throttle:
         """The shared send-rate limiter."""
         return Throttle(self.redis, self.settings.send_rate, self.settings.domain_rate_per_s)
+
+    @cached_property
+    def writer_lock(self) -> WriterLock:
+        """SQLite: one writer at a time on this host; nothing for PostgreSQL."""
+        return WriterLock(self.engine)
+
+    @cached_property
+    def writes(self) -> GroupWriter:
+        """Claims and sent-marks of this process's threads, committed together."""
+        return GroupWriter(self.writing, self.settings.stuck_after_s)
 
     @property
     def secret_key(self) -> str:
@@ -115,11 +125,11 @@ class Runtime:
     def writing(self) -> Iterator[Connection]:
         """A write transaction on a plain connection (the hot path skips the ORM).
 
-        SQLite has one writer at a time: threads of this process queue on a lock here instead
-        of spinning in SQLite's busy handler, which sleeps in steps of up to 100 ms.
+        SQLite has one writer at a time: writers queue on ``WriterLock`` instead of polling in
+        SQLite's busy handler, which sleeps in steps of up to 100 ms.
         """
         if self.engine.dialect.name == "sqlite":
-            with self._write_lock, self.engine.begin() as conn:
+            with self.writer_lock.held(), self.engine.begin() as conn:
                 yield conn
         else:
             with self.engine.begin() as conn:
@@ -166,6 +176,8 @@ class Runtime:
         """Release connections (SMTP, database)."""
         self.transport.close()
         self.engine.dispose()
+        if "writer_lock" in self.__dict__:
+            self.writer_lock.close()
 
 
 def open_runtime(

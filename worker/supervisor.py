@@ -19,6 +19,8 @@ from worker.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
+PREFETCH_PER_THREAD = 8
+
 
 @contextmanager
 def running_worker(
@@ -26,9 +28,12 @@ def running_worker(
 ) -> Iterator[tuple[Actors, dramatiq.Worker]]:
     """A dramatiq worker (and the periodic sweep) running in this process for the block."""
     actors = rt.actors
-    worker = dramatiq.Worker(
-        rt.broker, worker_threads=threads or rt.settings.worker_threads, worker_timeout=200
-    )
+    threads = threads or rt.settings.worker_threads
+    worker = dramatiq.Worker(rt.broker, worker_threads=threads, worker_timeout=200)
+    # dramatiq fetches 2 jobs per thread; once they are all in hand its consumer sleeps, in
+    # growing steps, before it fetches again, and the threads run dry. Deliveries are short,
+    # so hold more: a job fetched by a worker that dies goes back to the queue all the same.
+    worker.queue_prefetch = max(worker.queue_prefetch, threads * PREFETCH_PER_THREAD)
     worker.start()
     sweeper = Sweeper(actors)
     if sweep:
@@ -39,6 +44,12 @@ def running_worker(
         sweeper.stop()
         worker.stop(timeout=30_000)
         rt.broker.close()
+        if "writes" in rt.__dict__ and rt.writes.writes:
+            log.info(
+                "delivery writes: %d in %d transactions",
+                rt.writes.writes,
+                rt.writes.transactions,
+            )
 
 
 def wait_for_signal() -> None:
