@@ -453,7 +453,7 @@ def deliver(rt: Runtime, delivery_id: int, retry_later: Callable[[int, float], N
         )
         retry_later(delivery_id, delay_s)
         return "retrying"
-    rt.writes.mark_sent(delivery_id, message_id, utcnow())
+    rt.writes.mark_sent(delivery_id, message_id)
     return DeliveryStatus.sent.value
 
 

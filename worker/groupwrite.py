@@ -16,10 +16,10 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from datetime import datetime
 from typing import Any
 
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError
 
 from worker import store
 from worker.models import utcnow
@@ -54,9 +54,11 @@ class GroupWriter:
     """
 
     def __init__(
-        self, writing: Callable[[], AbstractContextManager[Connection]], stuck_after_s: float
+        self, engine: Engine, lock: Callable[[], AbstractContextManager[None]], stuck_after_s: float
     ) -> None:
-        self._writing = writing
+        self._engine = engine
+        self._lock = lock
+        self._conn: Connection | None = None
         self._stuck_after_s = stuck_after_s
         self._mutex = threading.Lock()
         self._waiting: list[_Pending] = []
@@ -69,9 +71,9 @@ class GroupWriter:
         result: store.Claim | None = self._submit(_Pending("claim", delivery_id))
         return result
 
-    def mark_sent(self, delivery_id: int, message_id: str, when: datetime) -> None:
-        """Record a delivery this thread holds as accepted by the server."""
-        self._submit(_Pending("sent", (delivery_id, message_id, when)))
+    def mark_sent(self, delivery_id: int, message_id: str) -> None:
+        """Record a delivery this thread holds as accepted by the server (at the commit's time)."""
+        self._submit(_Pending("sent", (delivery_id, message_id)))
 
     def _submit(self, item: _Pending) -> Any:
         with self._mutex:
@@ -107,13 +109,15 @@ class GroupWriter:
         claims = [p for p in batch if p.kind == "claim"]
         sent = [p.args for p in batch if p.kind == "sent"]
         try:
-            with self._writing() as conn:
-                now = utcnow()
-                stuck = store.stuck_before(now, self._stuck_after_s)
-                ids = [p.args for p in claims]
-                got = store.claim_deliveries(conn, ids, now, stuck) if claims else {}
-                if sent:
-                    store.mark_sent(conn, sent)
+            with self._lock():
+                try:
+                    got = self._transaction([p.args for p in claims], sent)
+                except DBAPIError as exc:
+                    if not exc.connection_invalidated:
+                        raise
+                    # The connection died (a database restart): nothing was written, or the
+                    # commit went through and a second claim finds nothing owed. Once more.
+                    got = self._transaction([p.args for p in claims], sent)
         except BaseException as exc:
             # Everyone in the batch learns that their write did not happen; this thread gets the
             # exception itself. An interruption aimed at this thread (a time limit, a shutdown)
@@ -130,6 +134,35 @@ class GroupWriter:
             p.result = got.pop(p.args, None)
         for p in batch:
             p.done = True
+
+    def _transaction(
+        self, claim_ids: list[int], sent: list[tuple[int, str]]
+    ) -> dict[int, store.Claim]:
+        """One transaction on the connection this writer keeps (no pool checkout, no ping)."""
+        if self._conn is None or self._conn.invalidated:
+            self.close()
+            self._conn = self._engine.connect()
+        try:
+            with self._conn.begin():
+                now = utcnow()
+                stuck = store.stuck_before(now, self._stuck_after_s)
+                got = store.claim_deliveries(self._conn, claim_ids, now, stuck) if claim_ids else {}
+                if sent:
+                    store.mark_sent(self._conn, sent, now)
+            return got
+        except BaseException:
+            if self._conn.invalidated:
+                self.close()
+            raise
+
+    def close(self) -> None:
+        """Give the connection back."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception:  # a dead connection: nothing to give back
+                pass
 
 
 def _interrupted(exc: BaseException) -> Exception:

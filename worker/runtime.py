@@ -10,7 +10,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from email.utils import parseaddr
 from functools import cached_property
@@ -91,7 +91,8 @@ class Runtime:
     @cached_property
     def writes(self) -> GroupWriter:
         """Claims and sent-marks of this process's threads, committed together."""
-        return GroupWriter(self.writing, self.settings.stuck_after_s)
+        lock = self.writer_lock.held if self.engine.dialect.name == "sqlite" else nullcontext
+        return GroupWriter(self.engine, lock, self.settings.stuck_after_s)
 
     @property
     def secret_key(self) -> str:
@@ -175,6 +176,8 @@ class Runtime:
     def close(self) -> None:
         """Release connections (SMTP, database)."""
         self.transport.close()
+        if "writes" in self.__dict__:
+            self.writes.close()
         self.engine.dispose()
         if "writer_lock" in self.__dict__:
             self.writer_lock.close()

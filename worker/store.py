@@ -792,8 +792,8 @@ _CLAIM_SQL = (
     )
 )
 _MARK_SENT_SQL = (
-    "UPDATE delivery SET status = 'sent', sent_at = {p}, message_id = {p}, last_error = NULL"
-    " WHERE id = {p} AND status = 'sending'"
+    "UPDATE delivery SET status = 'sent', sent_at = {p}, last_error = NULL,"
+    " message_id = CASE id {cases} END WHERE id IN ({ids}) AND status = 'sending'"
 )
 
 
@@ -855,18 +855,21 @@ def claim_delivery(
     return claim_deliveries(conn, [delivery_id], now, stuck_before).get(delivery_id)
 
 
-def mark_sent(conn: Connection, sent: list[tuple[int, str, datetime]]) -> None:
-    """Record deliveries this worker holds as accepted by the server: (id, Message-ID, when)."""
-    to_driver = _driver_time(conn) or (lambda value: value)
+def mark_sent(conn: Connection, sent: list[tuple[int, str]], when: datetime) -> None:
+    """Record deliveries this worker holds as accepted by the server, as (id, Message-ID), in
+    one statement."""
+    p = _placeholder(conn)
+    to_driver = _driver_time(conn)
+    ids = sorted(delivery_id for delivery_id, _ in sent)
+    params: list[Any] = [when if to_driver is None else to_driver(when)]
+    for delivery_id, message_id in sent:
+        params += (delivery_id, message_id)
+    sql = _MARK_SENT_SQL.format(
+        p=p, cases=" ".join([f"WHEN {p} THEN {p}"] * len(sent)), ids=", ".join([p] * len(ids))
+    )
     cursor = conn.connection.cursor()
     try:
-        cursor.executemany(
-            _MARK_SENT_SQL.format(p=_placeholder(conn)),
-            [
-                (to_driver(when), message_id, delivery_id)
-                for delivery_id, message_id, when in sorted(sent)
-            ],
-        )
+        cursor.execute(sql, params + ids)
     finally:
         cursor.close()
 
