@@ -80,7 +80,21 @@ class SmtpHandler:
     received: list[Received] = field(default_factory=list)
     replies: dict[str, str] = field(default_factory=dict)  # address -> "550 5.1.1 ..."
     fail_next: dict[str, list[str]] = field(default_factory=dict)  # address -> replies in turn
+    pipelining: bool = True  # advertise RFC 2920 PIPELINING, as Postfix does
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    async def handle_EHLO(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        hostname: str,
+        responses: list[str],
+    ) -> list[str]:
+        session.host_name = hostname
+        if not self.pipelining:
+            return responses
+        return [*responses[:-1], "250-PIPELINING", responses[-1]]  # the last is "250 HELP"
 
     async def handle_RCPT(
         self,
@@ -116,6 +130,7 @@ class SmtpHandler:
             self.received.clear()
             self.replies.clear()
             self.fail_next.clear()
+            self.pipelining = True
 
 
 @pytest.fixture(scope="session")

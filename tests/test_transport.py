@@ -18,8 +18,11 @@ MESSAGE = (
 )
 
 
-@pytest.fixture
-def transport(smtp_url: str) -> SmtpTransport:
+@pytest.fixture(params=["pipelining", "one command at a time"])
+def transport(request: pytest.FixtureRequest, smtp_url: str, smtp: SmtpHandler) -> SmtpTransport:
+    """Both ways of talking: MAIL, RCPT and DATA in one write when the server offers
+    PIPELINING (Postfix does), else each waiting for its reply."""
+    smtp.pipelining = request.param == "pipelining"
     return SmtpTransport(SmtpTarget.from_url(smtp_url))
 
 
