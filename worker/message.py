@@ -8,9 +8,10 @@ message costs one slot fill and one C-level encode per part instead of a walk th
 from __future__ import annotations
 
 import binascii
+import functools
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from email.header import Header
 from email.utils import format_datetime, formataddr, parseaddr
@@ -49,6 +50,17 @@ def _address(name: str, email: str) -> str:
     if "\r" in name or "\n" in name or "\r" in email or "\n" in email:
         raise ValueError("line break in an address")
     return formataddr((name, email), charset="utf-8") if name else email
+
+
+@functools.lru_cache(maxsize=8)
+def _from_header(mail_from: str) -> str:
+    return _address(*parseaddr(mail_from))
+
+
+@functools.lru_cache(maxsize=4)
+def _date_header(date: datetime) -> str:
+    # The same second for every message a worker sends in it: formatted once.
+    return format_datetime(date)
 
 
 def _qp(text: str) -> bytes:
@@ -121,6 +133,10 @@ class PreparedMail:
     subject: str
     html: QpTemplate
     text: QpTemplate
+    # One MIME boundary for every message built from this mail. It starts with "=_", which
+    # quoted-printable bodies cannot contain ("=" is always "=3D" there), so no part can
+    # hold it whatever the per-recipient values are.
+    boundary: str = field(default_factory=lambda: "=_verdicts_" + secrets.token_hex(12))
 
 
 def prepare(mail: RenderedMail) -> PreparedMail:
@@ -155,12 +171,12 @@ def build_message(
         "unsubscribe_url": recipient.unsubscribe_url,
         "preferences_url": recipient.preferences_url,
     }
-    boundary = "=_verdicts_" + secrets.token_hex(12)
+    boundary = prepared.boundary
     headers = [
-        ("From", _address(*parseaddr(identity.mail_from))),
+        ("From", _from_header(identity.mail_from)),
         ("To", _address(recipient.name, recipient.email)),
         ("Subject", _header_value(subject_prefix + mail.subject)),
-        ("Date", format_datetime(date)),
+        ("Date", _date_header(date.replace(microsecond=0))),
         ("Message-ID", _header_value(message_id)),
         ("MIME-Version", "1.0"),
         ("List-Id", _header_value(identity.list_id)),

@@ -7,6 +7,7 @@ statements rather than ORM objects.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import secrets
@@ -17,7 +18,7 @@ from typing import Any
 
 from sqlalchemy import DateTime, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection, Dialect, Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
@@ -799,7 +800,12 @@ _MARK_SENT_SQL = (
 
 def _driver_time(conn: Connection) -> Any:
     """How the dialect hands a datetime to its driver (SQLite: as text), or None."""
-    return DateTime().dialect_impl(conn.dialect).bind_processor(conn.dialect)
+    return _time_processor(conn.dialect)
+
+
+@functools.cache
+def _time_processor(dialect: Dialect) -> Any:
+    return DateTime().dialect_impl(dialect).bind_processor(dialect)
 
 
 def _placeholder(conn: Connection) -> str:
