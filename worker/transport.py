@@ -203,7 +203,7 @@ class SmtpTransport:
                 f"MAIL FROM:{smtplib.quoteaddr(envelope_from)}{options}\r\n"
                 f"RCPT TO:{smtplib.quoteaddr(recipient)}\r\nDATA\r\n".encode()
             )
-            replies = []
+            replies: list[tuple[int, bytes]] = []
             while len(replies) < 3 and (not replies or replies[-1][0] != 421):
                 replies.append(conn.getreply())  # after a 421 the server hangs up
         else:
