@@ -1083,7 +1083,7 @@ def main() -> None:
         "redis-server), or a redis:// URL",
     )
     parser.add_argument("--workers", type=int, default=2, help="worker processes")
-    parser.add_argument("--threads", type=int, default=8, help="threads per worker")
+    parser.add_argument("--threads", type=int, default=16, help="threads per worker")
     parser.add_argument("--sink", choices=("smtp-sink", "aiosmtpd"), default="smtp-sink")
     parser.add_argument(
         "--digest-kb",

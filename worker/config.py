@@ -74,7 +74,7 @@ class Settings(BaseSettings):
     soft_bounce_limit: int = Field(default=3, ge=1)
     soft_bounce_window_days: int = Field(default=30, ge=1)
     check_deliverability: bool = False
-    worker_threads: int = Field(default=8, ge=1, le=256)
+    worker_threads: int = Field(default=16, ge=1, le=256)
     bounce_mailbox: str | None = None
     bounce_poll_interval_s: float = Field(default=60.0, gt=0)
     ses_topic_arns: str = ""
