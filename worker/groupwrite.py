@@ -115,8 +115,9 @@ class GroupWriter:
                 except DBAPIError as exc:
                     if not exc.connection_invalidated:
                         raise
-                    # The connection died (a database restart): nothing was written, or the
-                    # commit went through and a second claim finds nothing owed. Once more.
+                    # The connection died (a database restart). Once more, on a new one:
+                    # either nothing was written, or the commit went through and its claims
+                    # now find nothing owed (those rows wait for the sweep's stuck timeout).
                     got = self._transaction([p.args for p in claims], sent)
         except BaseException as exc:
             # Everyone in the batch learns that their write did not happen; this thread gets the
