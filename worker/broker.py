@@ -25,14 +25,7 @@ from dramatiq import Message
 from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
 from dramatiq.common import current_millis
 from dramatiq.errors import ConnectionClosed
-from dramatiq.middleware import (
-    AgeLimit,
-    Callbacks,
-    Pipelines,
-    Retries,
-    ShutdownNotifications,
-    TimeLimit,
-)
+from dramatiq.middleware import Retries, TimeLimit
 
 from worker.errors import BrokerUnavailable
 
@@ -161,11 +154,10 @@ def connect_redis(redis_url: str | None, data_dir: Path) -> redis.Redis:
 
 
 def make_broker(client: redis.Redis) -> RedisBroker:
-    """A dramatiq broker on ``client``, without the Prometheus middleware (we export our own)."""
-    middleware = [
-        m() for m in (AgeLimit, TimeLimit, ShutdownNotifications, Callbacks, Pipelines, Retries)
-    ]
-    return Broker(client=client, namespace=NAMESPACE, middleware=middleware)
+    """A dramatiq broker on ``client`` with the middleware our actors use: time limits and
+    retries. dramatiq's others (age limits, callbacks, pipelines, shutdown notices, Prometheus:
+    we export our own metrics) have no use here and would run on every job."""
+    return Broker(client=client, namespace=NAMESPACE, middleware=[TimeLimit(), Retries()])
 
 
 ACK_BATCH = 16
