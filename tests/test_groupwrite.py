@@ -64,6 +64,17 @@ def run_all(calls: list[Any]) -> tuple[list[threading.Thread], list[Any]]:
     return threads, results
 
 
+def piled_up(writer: GroupWriter, gate: Gate, calls: list[Any]) -> list[Any]:
+    """Run ``calls`` on threads while ``gate`` holds the first write back, so that the others
+    pile up behind it; then let them through and return what each call got."""
+    with gate.lock:
+        threads, results = run_all(calls)
+        wait_until(lambda: len(writer._waiting) == len(calls) - 1, timeout_s=10)
+    for thread in threads:
+        thread.join(10)
+    return results
+
+
 def rows(rt: Runtime) -> dict[int, Delivery]:
     with rt.session() as session:
         return {d.id or 0: d for d in session.exec(select(Delivery)).all()}
@@ -76,12 +87,8 @@ def test_writes_that_pile_up_share_one_transaction_and_each_delivery_is_claimed_
     gate = Gate()
     writer = GroupWriter(rt.engine, gate, rt.settings.stuck_after_s)
     try:
-        with gate.lock:
-            # Every delivery asked for by three threads at once (a job and two duplicates).
-            threads, claims = run_all([lambda i=i: writer.claim(i) for i in ids * 3])
-            wait_until(lambda: len(writer._waiting) == len(ids) * 3 - 1, timeout_s=10)
-        for thread in threads:
-            thread.join(10)
+        # Every delivery asked for by three threads at once (a job and two duplicates).
+        claims = piled_up(writer, gate, [lambda i=i: writer.claim(i) for i in ids * 3])
 
         assert writer.transactions == 2  # the first asker's, then all the others' together
         won = [c for c in claims if c is not None]
@@ -112,12 +119,8 @@ def test_a_failed_transaction_fails_every_write_it_carried_and_writes_nothing(
     gate = Gate()
     writer = GroupWriter(rt.engine, gate, rt.settings.stuck_after_s)
     try:
-        with gate.lock:
-            gate.failure = RuntimeError("database went away")
-            threads, results = run_all([lambda i=i: writer.claim(i) for i in ids])
-            wait_until(lambda: len(writer._waiting) == len(ids) - 1, timeout_s=10)
-        for thread in threads:
-            thread.join(10)
+        gate.failure = RuntimeError("database went away")
+        results = piled_up(writer, gate, [lambda i=i: writer.claim(i) for i in ids])
 
         assert [str(r) for r in results] == ["database went away"] * len(ids)
         assert {d.status for d in rows(rt).values()} == {"queued"}
