@@ -1005,24 +1005,18 @@ def print_table(results: list[dict[str, Any]]) -> None:
     row("other busy processes at start", lambda r: str(len(r["other_cpu_hogs"])))
     for name in names:
         row(f"CPU s {name}", lambda r, n=name: fmt(r["cpu_s"].get(n), ".1f"))
-    row(
-        "(a) by hand, msg/s",
-        lambda r: (
-            fmt(r.get("by_hand", {}).get("per_s"))
-            + (f" ({r['by_hand']['messages']:,})" if "by_hand" in r else "")
-        ),
-    )
+    def baseline(r: dict[str, Any], key: str) -> str:
+        """A baseline's rate and message count, or — when the run skipped it."""
+        if key not in r:
+            return fmt(None)
+        return f"{fmt(r[key]['per_s'])} ({r[key]['messages']:,})"
+
+    row("(a) by hand, msg/s", lambda r: baseline(r, "by_hand"))
     row(
         "pipeline / by hand",
         lambda r: fmt(r["vs_by_hand"], ".2f", "×") + " " + mark(r["targets"]["vs_by_hand>=3"]),
     )
-    row(
-        "(b) smtp-source, msg/s",
-        lambda r: (
-            fmt(r.get("smtp_source", {}).get("per_s"))
-            + (f" ({r['smtp_source']['messages']:,})" if "smtp_source" in r else "")
-        ),
-    )
+    row("(b) smtp-source, msg/s", lambda r: baseline(r, "smtp_source"))
     row(
         "pipeline / smtp-source",
         lambda r: fmt(r["vs_smtp_source"], ".2f") + " " + mark(r["targets"]["vs_smtp_source>=0.3"]),

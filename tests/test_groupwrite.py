@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import pytest
 from sqlmodel import select
 
 from tests.conftest import wait_until
@@ -64,6 +65,14 @@ def run_all(calls: list[Any]) -> tuple[list[threading.Thread], list[Any]]:
     return threads, results
 
 
+def run_together(calls: list[Any]) -> list[Any]:
+    """Run ``calls`` on threads at once and wait for all of them."""
+    threads, results = run_all(calls)
+    for thread in threads:
+        thread.join(30)
+    return results
+
+
 def piled_up(writer: GroupWriter, gate: Gate, calls: list[Any]) -> list[Any]:
     """Run ``calls`` on threads while ``gate`` holds the first write back, so that the others
     pile up behind it; then let them through and return what each call got."""
@@ -80,56 +89,55 @@ def rows(rt: Runtime) -> dict[int, Delivery]:
         return {d.id or 0: d for d in session.exec(select(Delivery)).all()}
 
 
-def test_writes_that_pile_up_share_one_transaction_and_each_delivery_is_claimed_once(
-    rt: Runtime,
-) -> None:
-    ids = owed(rt, 10)
+@pytest.fixture
+def gated(rt: Runtime) -> Iterator[tuple[Gate, GroupWriter]]:
+    """A group writer whose transactions wait behind a gate the test holds."""
     gate = Gate()
     writer = GroupWriter(rt.engine, gate, rt.settings.stuck_after_s)
-    try:
-        # Every delivery asked for by three threads at once (a job and two duplicates).
-        claims = piled_up(writer, gate, [lambda i=i: writer.claim(i) for i in ids * 3])
+    yield gate, writer
+    writer.close()
 
-        assert writer.transactions == 2  # the first asker's, then all the others' together
-        won = [c for c in claims if c is not None]
-        assert not [c for c in won if isinstance(c, Exception)]
-        assert sorted(c.delivery_id for c in won) == ids  # each once, none twice
-        assert {c.email for c in won} == set(readers(10))
-        assert {d.status for d in rows(rt).values()} == {"sending"}
 
-        # Their sent-marks, written together, each land on their own row.
-        threads, _ = run_all(
-            [lambda c=c: writer.mark_sent(c.delivery_id, f"<m{c.delivery_id}@x>") for c in won]
-        )
-        for thread in threads:
-            thread.join(10)
-        for delivery_id, row in rows(rt).items():
-            assert (row.status, row.message_id) == ("sent", f"<m{delivery_id}@x>")
-            assert row.sent_at is not None
-        # A delivery that is sent is not owed: claiming it again gets nothing.
-        assert writer.claim(ids[0]) is None
-    finally:
-        writer.close()
+def test_writes_that_pile_up_share_one_transaction_and_each_delivery_is_claimed_once(
+    rt: Runtime, gated: tuple[Gate, GroupWriter]
+) -> None:
+    gate, writer = gated
+    ids = owed(rt, 10)
+    # Every delivery asked for by three threads at once (a job and two duplicates).
+    claims = piled_up(writer, gate, [lambda i=i: writer.claim(i) for i in ids * 3])
+
+    assert writer.transactions == 2  # the first asker's, then all the others' together
+    won = [c for c in claims if c is not None]
+    assert not [c for c in won if isinstance(c, Exception)]
+    assert sorted(c.delivery_id for c in won) == ids  # each once, none twice
+    assert {c.email for c in won} == set(readers(10))
+    assert {d.status for d in rows(rt).values()} == {"sending"}
+
+    # Their sent-marks, written together, each land on their own row.
+    run_together(
+        [lambda c=c: writer.mark_sent(c.delivery_id, f"<m{c.delivery_id}@x>") for c in won]
+    )
+    for delivery_id, row in rows(rt).items():
+        assert (row.status, row.message_id) == ("sent", f"<m{delivery_id}@x>")
+        assert row.sent_at is not None
+    # A delivery that is sent is not owed: claiming it again gets nothing.
+    assert writer.claim(ids[0]) is None
 
 
 def test_a_failed_transaction_fails_every_write_it_carried_and_writes_nothing(
-    rt: Runtime,
+    rt: Runtime, gated: tuple[Gate, GroupWriter]
 ) -> None:
+    gate, writer = gated
     ids = owed(rt, 6)
-    gate = Gate()
-    writer = GroupWriter(rt.engine, gate, rt.settings.stuck_after_s)
-    try:
-        gate.failure = RuntimeError("database went away")
-        results = piled_up(writer, gate, [lambda i=i: writer.claim(i) for i in ids])
+    gate.failure = RuntimeError("database went away")
+    results = piled_up(writer, gate, [lambda i=i: writer.claim(i) for i in ids])
 
-        assert [str(r) for r in results] == ["database went away"] * len(ids)
-        assert {d.status for d in rows(rt).values()} == {"queued"}
+    assert [str(r) for r in results] == ["database went away"] * len(ids)
+    assert {d.status for d in rows(rt).values()} == {"queued"}
 
-        gate.failure = None  # the database is back: the next write goes through
-        claim = writer.claim(ids[0])
-        assert claim is not None and claim.delivery_id == ids[0]
-    finally:
-        writer.close()
+    gate.failure = None  # the database is back: the next write goes through
+    claim = writer.claim(ids[0])
+    assert claim is not None and claim.delivery_id == ids[0]
 
 
 def test_two_writers_racing_through_their_runtimes_claim_everything_once(rt: Runtime) -> None:
@@ -139,9 +147,7 @@ def test_two_writers_racing_through_their_runtimes_claim_everything_once(rt: Run
     try:
         calls = [lambda i=i: rt.writes.claim(i) for i in ids]
         calls += [lambda i=i: other.writes.claim(i) for i in reversed(ids)]
-        threads, claims = run_all(calls)
-        for thread in threads:
-            thread.join(30)
+        claims = run_together(calls)
     finally:
         other.close()
     assert not [c for c in claims if isinstance(c, Exception)]

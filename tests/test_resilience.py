@@ -368,7 +368,7 @@ def test_a_delivery_left_sending_by_a_dead_worker_is_taken_back_after_stuck_afte
     # A worker claims reader 7's delivery and dies before sending: its job is gone.
     orphan = delivery_of(rt, week, "reader00007@example.com")
     with rt.session() as session, session.begin():
-        assert store.claim_delivery(session, orphan.id or 0, datetime.now(UTC), now)
+        assert store.claim_deliveries(session, [orphan.id or 0], datetime.now(UTC), now)
     claimed_at = time.monotonic()
 
     with sweeping_worker(rt):

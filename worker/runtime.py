@@ -10,7 +10,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email.utils import parseaddr
 from functools import cached_property
@@ -85,14 +85,14 @@ class Runtime:
 
     @cached_property
     def writer_lock(self) -> WriterLock:
-        """SQLite: one writer at a time on this host; nothing for PostgreSQL."""
+        """One writer at a time: on SQLite across this host's processes, on PostgreSQL only
+        among this process's threads that take it (the group writer)."""
         return WriterLock(self.engine)
 
     @cached_property
     def writes(self) -> GroupWriter:
         """Claims and sent-marks of this process's threads, committed together."""
-        lock = self.writer_lock.held if self.engine.dialect.name == "sqlite" else nullcontext
-        return GroupWriter(self.engine, lock, self.settings.stuck_after_s)
+        return GroupWriter(self.engine, self.writer_lock.held, self.settings.stuck_after_s)
 
     @property
     def secret_key(self) -> str:

@@ -798,13 +798,9 @@ _MARK_SENT_SQL = (
 )
 
 
-def _driver_time(conn: Connection) -> Any:
-    """How the dialect hands a datetime to its driver (SQLite: as text), or None."""
-    return _time_processor(conn.dialect)
-
-
 @functools.cache
-def _time_processor(dialect: Dialect) -> Any:
+def _driver_time(dialect: Dialect) -> Any:
+    """How the dialect hands a datetime to its driver (SQLite: as text), or None."""
     return DateTime().dialect_impl(dialect).bind_processor(dialect)
 
 
@@ -828,7 +824,7 @@ def claim_deliveries(
     if isinstance(conn, Session):
         conn = conn.connection()
     p = _placeholder(conn)
-    to_driver = _driver_time(conn)
+    to_driver = _driver_time(conn.dialect)
     ids = sorted(delivery_ids)
     sql = _CLAIM_SQL.format(p=p, ids=", ".join([p] * len(ids)))
     params = [now, stuck_before] if to_driver is None else [to_driver(now), to_driver(stuck_before)]
@@ -854,18 +850,11 @@ def claim_deliveries(
     }
 
 
-def claim_delivery(
-    conn: Connection | Session, delivery_id: int, now: datetime, stuck_before: datetime
-) -> Claim | None:
-    """Take one delivery (see ``claim_deliveries``); None when it is not, or no longer, owed."""
-    return claim_deliveries(conn, [delivery_id], now, stuck_before).get(delivery_id)
-
-
 def mark_sent(conn: Connection, sent: list[tuple[int, str]], when: datetime) -> None:
     """Record deliveries this worker holds as accepted by the server, as (id, Message-ID), in
     one statement."""
     p = _placeholder(conn)
-    to_driver = _driver_time(conn)
+    to_driver = _driver_time(conn.dialect)
     ids = sorted(delivery_id for delivery_id, _ in sent)
     params: list[Any] = [when if to_driver is None else to_driver(when)]
     for delivery_id, message_id in sent:
