@@ -84,6 +84,12 @@ class ConnectionThrottled(TemporaryFailure):
     """421: the server closed the conversation; back off the whole connection."""
 
 
+class UncertainDelivery(TemporaryFailure):
+    """The message went out (the final dot was sent) but no reply came: the connection dropped
+    or the reply timed out. The server may have taken it (SPEC §6: a send "in flight"); it is
+    retried only through the normal backoff, and counted."""
+
+
 class PermanentFailure(DeliveryError):
     """5xx reply at DATA or MAIL FROM: retrying will not help."""
 
