@@ -25,12 +25,19 @@ _RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*(second|minute|hour|s|m|h)\s*$")
 _PER_S = {"second": 1.0, "s": 1.0, "minute": 60.0, "m": 60.0, "hour": 3600.0, "h": 3600.0}
 
 
-def parse_rate(text: str) -> tuple[int, float]:
-    """Parse ``"10/minute"`` into (count, period in seconds)."""
+def parse_rate(text: str) -> tuple[float, float]:
+    """Parse ``"10/minute"`` or ``"0.5/s"`` into (count, period in seconds); the count may be
+    fractional but not zero."""
     match = _RATE.match(text)
     if not match or float(match.group(1)) <= 0:
-        raise ValueError(f"expected COUNT/second|minute|hour, got {text!r}")
-    return int(float(match.group(1))), _PER_S[match.group(2)]
+        raise ValueError(f"expected COUNT/second|minute|hour with COUNT > 0, got {text!r}")
+    return float(match.group(1)), _PER_S[match.group(2)]
+
+
+def per_second(text: str) -> float:
+    """A rate as messages per second: ``"0.5/s"`` → 0.5, ``"30/minute"`` → 0.5."""
+    count, period_s = parse_rate(text)
+    return count / period_s
 
 
 def parse_domain_rates(text: str) -> dict[str, float]:
@@ -40,8 +47,7 @@ def parse_domain_rates(text: str) -> dict[str, float]:
         domain, sep, rate = item.partition("=")
         if not sep or not domain.strip():
             raise ValueError(f"expected DOMAIN=COUNT/PERIOD, got {item!r}")
-        count, period_s = parse_rate(rate)
-        rates[domain.strip().lower()] = count / period_s
+        rates[domain.strip().lower()] = per_second(rate)
     return rates
 
 
@@ -66,6 +72,7 @@ class Settings(BaseSettings):
     digest_max: int = Field(default=10, ge=1, le=100)
     subscribe_rate: str = "10/minute"
     stuck_after_s: int = Field(default=120, ge=5)
+    smtp_data_timeout_s: float = Field(default=600.0, gt=0)
     retry_min_s: float = Field(default=15.0, gt=0)
     retry_max_s: float = Field(default=3600.0, gt=0)
     max_attempts: int = Field(default=5, ge=1, le=50)
@@ -83,6 +90,14 @@ class Settings(BaseSettings):
     postmark_password: str | None = None
     mailgun_signing_key: str | None = None
     log_level: str = "INFO"
+
+    @field_validator("send_rate", mode="before")
+    @classmethod
+    def _send_rate(cls, value: object) -> object:
+        # Messages per second, as a number ("0.5") or a rate ("30/minute", "0.5/s").
+        if isinstance(value, str) and "/" in value:
+            return per_second(value)
+        return value
 
     @field_validator("public_url")
     @classmethod

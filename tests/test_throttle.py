@@ -1,0 +1,69 @@
+"""The shared send rate: a GCRA schedule on Redis that waits instead of raising; fractional
+rates are rates, not "no limit"."""
+
+from __future__ import annotations
+
+import pytest
+import redis
+
+from worker.config import load_settings, parse_domain_rates, per_second
+from worker.errors import ConfigError
+from worker.throttle import Throttle
+
+
+class Sleeps:
+    """The throttle's sleep, recorded instead of slept: what a worker thread would wait."""
+
+    def __init__(self) -> None:
+        self.waits: list[float] = []
+
+    def __call__(self, seconds: float) -> None:
+        self.waits.append(seconds)
+
+
+@pytest.mark.parametrize(
+    ("text", "per_s"),
+    [("0.5/s", 0.5), ("30/minute", 0.5), ("1/hour", 1 / 3600), ("20/s", 20.0), ("2.5/m", 2.5 / 60)],
+)
+def test_rates_parse_as_messages_per_second(text: str, per_s: float) -> None:
+    assert per_second(text) == pytest.approx(per_s)
+
+
+@pytest.mark.parametrize("text", ["0/s", "0.0/minute", "-1/s", "fast", "5 per second"])
+def test_a_rate_of_nothing_or_nonsense_is_refused(text: str) -> None:
+    with pytest.raises(ValueError, match="COUNT > 0"):
+        per_second(text)
+
+
+def test_half_a_message_a_second_means_one_every_two_seconds(redis_client: redis.Redis) -> None:
+    sleeps = Sleeps()
+    limits = parse_domain_rates("example.com=0.5/s")
+    throttle = Throttle(redis_client, 0, limits, namespace="test:throttle", sleep=sleeps)
+    for _ in range(4):
+        throttle.wait("reader@example.com")
+    throttle.wait("reader@example.org")  # another domain: no limit
+    assert sleeps.waits[0:3] == [pytest.approx(w, abs=0.05) for w in (2.0, 4.0, 6.0)]
+    assert len(sleeps.waits) == 3
+
+
+def test_a_global_rate_holds_across_throttles_sharing_redis(redis_client: redis.Redis) -> None:
+    sleeps = Sleeps()
+    one = Throttle(redis_client, 4, namespace="test:throttle", sleep=sleeps)
+    two = Throttle(redis_client, 4, namespace="test:throttle", sleep=sleeps)
+    for _ in range(3):
+        one.wait("a@example.com")
+        two.wait("b@example.com")
+    # Six messages at 4/s: slots 0, 0.25, … 1.25 s from the first.
+    assert sleeps.waits == [pytest.approx(w, abs=0.05) for w in (0.25, 0.5, 0.75, 1.0, 1.25)]
+
+
+def test_settings_take_fractional_rates(monkeypatch: pytest.MonkeyPatch, tmp_path: object) -> None:
+    monkeypatch.setenv("NEWSLETTER_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("NEWSLETTER_SEND_RATE", "0.5/s")
+    monkeypatch.setenv("NEWSLETTER_DOMAIN_RATES", "gmail.com=0.5/s, yahoo.com=30/minute")
+    settings = load_settings()
+    assert settings.send_rate == 0.5
+    assert settings.domain_rate_per_s == {"gmail.com": 0.5, "yahoo.com": 0.5}
+    monkeypatch.setenv("NEWSLETTER_DOMAIN_RATES", "gmail.com=0/s")
+    with pytest.raises(ConfigError, match="NEWSLETTER_DOMAIN_RATES: .*COUNT > 0"):
+        load_settings()
