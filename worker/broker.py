@@ -153,11 +153,28 @@ def connect_redis(redis_url: str | None, data_dir: Path) -> redis.Redis:
     return client
 
 
+HEARTBEAT_TIMEOUT_MS = 15_000
+"""A worker that has not spoken to Redis for this long is dead, and the jobs it had fetched go
+back to the queue (dramatiq's default: a minute). Its consumers speak several times a second."""
+MAINTENANCE_CHANCE = 10_000
+"""Per million broker commands, how many also look for dead workers' jobs (dramatiq: 1,000)."""
+
+
 def make_broker(client: redis.Redis) -> RedisBroker:
     """A dramatiq broker on ``client`` with the middleware our actors use: time limits and
     retries. dramatiq's others (age limits, callbacks, pipelines, shutdown notices, Prometheus:
-    we export our own metrics) have no use here and would run on every job."""
-    return Broker(client=client, namespace=NAMESPACE, middleware=[TimeLimit(), Retries()])
+    we export our own metrics) have no use here and would run on every job.
+
+    A job fetched by a worker that dies is in the queue again some seconds after its heartbeat
+    stops: until then the queue still holds it, and the sweep does not enqueue its delivery
+    again (a job is lost only when the queue says so)."""
+    return Broker(
+        client=client,
+        namespace=NAMESPACE,
+        middleware=[TimeLimit(), Retries()],
+        heartbeat_timeout=HEARTBEAT_TIMEOUT_MS,
+        maintenance_chance=MAINTENANCE_CHANCE,
+    )
 
 
 ACK_BATCH = 16
@@ -212,10 +229,14 @@ class _BatchAckConsumer(_RedisConsumer):  # type: ignore[misc]
             broker.scripts["dispatch"](args=args, keys=[broker.namespace], client=pipe)
         try:
             pipe.execute()
-        except redis.ConnectionError as exc:
+        except redis.RedisError as exc:
             with self._ack_lock:
-                self._acks[:0] = ids  # tried again with the next batch
-            raise ConnectionClosed(exc) from None
+                self._acks[:0] = ids  # tried again with the next batch, never dropped
+            if isinstance(exc, redis.ConnectionError):
+                raise ConnectionClosed(exc) from None
+            # Anything else (a script error, a read-only replica): said, and tried again on the
+            # consumer's next turn; the jobs stay fetched-but-unacked until then.
+            log.error("acks of %d jobs not sent to Redis (%s); trying again", len(ids), exc)
 
     def __next__(self) -> Any:
         if self._acks:
@@ -245,19 +266,16 @@ def enqueue_many(broker: RedisBroker, messages: list[Message[Any]]) -> None:
     """Enqueue messages with one Redis round trip per batch instead of one per message.
 
     This runs the broker's own enqueue script for each message, pipelined, with the same
-    middleware hooks as ``broker.enqueue``. Should the broker's internals differ from what this
-    expects (another dramatiq version), it falls back to enqueueing one by one.
+    middleware hooks as ``broker.enqueue``. A message may carry its own ``redis_message_id``
+    (a delivery's job id), so that ``jobs_present`` can find it later. It leans on the
+    broker's internals (its dispatch script and that script's arguments): dramatiq is pinned
+    to one minor version and ``tests/test_broker.py`` fails loudly when they move.
     """
-    try:
-        dispatch = broker.scripts["dispatch"]
-        max_unpack = broker._max_unpack_size()
-    except (AttributeError, KeyError):
-        for message in messages:
-            broker.enqueue(message)
-        return
+    dispatch = broker.scripts["dispatch"]
+    max_unpack = broker._max_unpack_size()
     for start in range(0, len(messages), ENQUEUE_BATCH):
         batch = [
-            m.copy(options={"redis_message_id": str(uuid4())})
+            m.copy(options={"redis_message_id": m.options.get("redis_message_id") or str(uuid4())})
             for m in messages[start : start + ENQUEUE_BATCH]
         ]
         pipe = broker.client.pipeline(transaction=False)
@@ -279,3 +297,18 @@ def enqueue_many(broker: RedisBroker, messages: list[Message[Any]]) -> None:
         pipe.execute()
         for message in batch:
             broker.emit_after("enqueue", message, None)
+
+
+def jobs_present(broker: RedisBroker, queue_name: str, job_ids: list[str]) -> set[str]:
+    """Which of these messages (by ``redis_message_id``) a queue still holds: waiting, or
+    fetched by a worker and not yet acked. dramatiq's Redis broker keeps every such message in
+    the hash ``<namespace>:<queue>.msgs`` and deletes it at the ack."""
+    key = f"{broker.namespace}:{queue_name}.msgs"
+    present: set[str] = set()
+    for start in range(0, len(job_ids), ENQUEUE_BATCH):
+        chunk = job_ids[start : start + ENQUEUE_BATCH]
+        pipe = broker.client.pipeline(transaction=False)
+        for job_id in chunk:
+            pipe.hexists(key, job_id)
+        present.update(job_id for job_id, there in zip(chunk, pipe.execute(), strict=True) if there)
+    return present
