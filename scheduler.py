@@ -30,12 +30,9 @@ def send_current_week(settings: Settings) -> str:
     """The scheduled job: create this week's edition and queue it for the workers."""
     rt = open_runtime(settings)
     try:
-        actors = rt.actors
         now = utcnow()
         week = editions.resolve_week(rt, None, now)
-        outcome = editions.start_send(
-            rt, week, now, actors.start_fan_out, actors.enqueue_deliveries
-        )
+        outcome = editions.start_send(rt, week, now, rt.actors)
         log.info("%s", outcome.message)
         return outcome.message
     except NewsletterError as exc:
@@ -49,9 +46,7 @@ def send_alerts(settings: Settings) -> list[str]:
     """The frequent job: an instant alert for each comparison published since the last run."""
     rt = open_runtime(settings)
     try:
-        started = editions.send_alerts(
-            rt, utcnow(), rt.actors.start_fan_out, rt.actors.enqueue_deliveries
-        )
+        started = editions.send_alerts(rt, utcnow(), rt.actors)
         for key in started:
             log.info("instant alert %s: sending", key)
         return started

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
@@ -80,5 +81,33 @@ def send(rt: Runtime, week: str, now: datetime) -> Any:
     """Start sending a week through the real actors."""
     from worker import editions
 
-    actors = rt.actors
-    return editions.start_send(rt, week, now, actors.start_fan_out, actors.enqueue_deliveries)
+    return editions.start_send(rt, week, now, rt.actors)
+
+
+class FanOutHere:
+    """The real queue, except that fan-out runs in this process, so that a test can look at
+    the rows and jobs it made before any worker runs. ``enqueue`` replaces the hand-over of
+    deliver jobs (e.g. to drop them: rows owed and no job carrying them)."""
+
+    def __init__(
+        self, rt: Runtime, enqueue: Callable[[list[tuple[int, str]]], None] | None = None
+    ) -> None:
+        self.rt = rt
+        self._enqueue = enqueue
+
+    def start_fan_out(self, edition_id: int) -> None:
+        from worker import editions
+
+        editions.fan_out(self.rt, edition_id, self)
+
+    def start_refill(self, edition_id: int) -> None:
+        self.rt.actors.start_refill(edition_id)
+
+    def enqueue(self, jobs: list[tuple[int, str]]) -> None:
+        (self._enqueue or self.rt.actors.enqueue)(jobs)
+
+    def jobs_alive(self, job_ids: Iterable[str]) -> set[str]:
+        return self.rt.actors.jobs_alive(job_ids)
+
+    def send_transactional(self, kind: str, subscriber_id: int) -> None:
+        self.rt.actors.send_transactional(kind, subscriber_id)

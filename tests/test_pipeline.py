@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import select
 
 from tests.conftest import SmtpHandler, wait_until
-from tests.factories import comparison, load, send, subscribe
+from tests.factories import FanOutHere, comparison, load, send, subscribe
 from worker import editions, store
 from worker.models import Delivery, SubscriberStatus, utcnow
 from worker.planning import week_of
@@ -213,13 +213,7 @@ def test_an_unsubscribed_reader_is_skipped_even_when_already_queued(
         leaver = store.get_subscriber_by_email(session, "leave@example.com")
         assert leaver is not None and leaver.id is not None
     # Fan out and queue everything with no worker running; then the reader leaves.
-    editions.start_send(
-        rt,
-        week,
-        now,
-        lambda eid: editions.fan_out(rt, eid, rt.actors.enqueue_deliveries),
-        rt.actors.enqueue_deliveries,
-    )
+    editions.start_send(rt, week, now, FanOutHere(rt))
     assert editions.status(rt, week).queued == 2
     with rt.session() as session, session.begin():
         store.mark_subscriber_status(session, leaver.id, SubscriberStatus.unsubscribed)

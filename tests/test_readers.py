@@ -263,11 +263,7 @@ def test_preferences_change_what_the_next_digest_carries(
     assert saved.status_code == 200 and "Saved" in saved.text
     client.post(link(rt, "preferences", instant), data={"cadence": "instant"})
     assert subscriber(rt, "barbara@example.com").categories == "Writing"  # type: ignore[union-attr]
-
-    actors = rt.actors
-    editions.start_send(
-        rt, week_of(now, rt.settings.tz), now, actors.start_fan_out, actors.enqueue_deliveries
-    )
+    editions.start_send(rt, week_of(now, rt.settings.tz), now, rt.actors)
     worker()
     [digest] = smtp.to("barbara@example.com")
     text = text_of(digest)
@@ -553,10 +549,7 @@ def test_a_reader_downloads_everything_stored_about_them(
     now: datetime,
 ) -> None:
     reader = add_active(rt, "katherine@example.com", name="Katherine")
-    actors = rt.actors
-    editions.start_send(
-        rt, week_of(now, rt.settings.tz), now, actors.start_fan_out, actors.enqueue_deliveries
-    )
+    editions.start_send(rt, week_of(now, rt.settings.tz), now, rt.actors)
     worker()
     _bounce(rt, reader, "soft")
 
@@ -588,10 +581,7 @@ def test_delete_me_needs_the_box_ticked_then_erases_the_reader(
     now: datetime,
 ) -> None:
     reader = add_active(rt, "guido@example.com", name="Guido")
-    actors = rt.actors
-    editions.start_send(
-        rt, week_of(now, rt.settings.tz), now, actors.start_fan_out, actors.enqueue_deliveries
-    )
+    editions.start_send(rt, week_of(now, rt.settings.tz), now, rt.actors)
     worker()
     path = link(rt, "preferences", reader) + "/delete"
 

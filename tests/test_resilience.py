@@ -29,7 +29,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from sqlalchemy import func, select
 
 from tests.conftest import ROOT, SmtpHandler, free_port, wait_until
-from tests.factories import comparison, load, send, subscribe
+from tests.factories import FanOutHere, comparison, load, send, subscribe
 from worker import editions, store
 from worker.config import Settings
 from worker.models import BounceEvent, Delivery, Edition, Subscriber
@@ -358,17 +358,11 @@ def test_a_delivery_left_sending_by_a_dead_worker_is_taken_back_after_stuck_afte
     week, now = this_week()
     publish_this_week(rt, now)
     subscribe_all(rt, readers(20))
-    editions.start_send(
-        rt,
-        week,
-        now,
-        lambda edition_id: editions.fan_out(rt, edition_id, rt.actors.enqueue_deliveries),
-        rt.actors.enqueue_deliveries,
-    )
+    editions.start_send(rt, week, now, FanOutHere(rt))
     # A worker claims reader 7's delivery and dies before sending: its job is gone.
     orphan = delivery_of(rt, week, "reader00007@example.com")
     with rt.session() as session, session.begin():
-        assert store.claim_deliveries(session, [orphan.id or 0], datetime.now(UTC), now)
+        assert store.claim_deliveries(session, [orphan.id or 0], datetime.now(UTC))
     claimed_at = time.monotonic()
 
     with sweeping_worker(rt):
@@ -392,12 +386,10 @@ def test_every_job_enqueued_three_times_still_mails_each_reader_once(
     everyone = readers(300)
     subscribe_all(rt, everyone)
 
-    def thrice(ids: list[int]) -> None:  # side by side, so that copies run at the same time
-        rt.actors.enqueue_deliveries([i for i in ids for _copy in range(3)])
+    def thrice(jobs: list[tuple[int, str]]) -> None:  # side by side: copies run together
+        rt.actors.enqueue([(i, f"{job}.{copy}") for i, job in jobs for copy in range(3)])
 
-    editions.start_send(
-        rt, week, now, lambda edition_id: editions.fan_out(rt, edition_id, thrice), thrice
-    )
+    editions.start_send(rt, week, now, FanOutHere(rt, enqueue=thrice))
     with sweeping_worker(rt, threads=8):
         view = wait_for_edition(rt, week)
 

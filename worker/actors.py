@@ -1,23 +1,25 @@
 """dramatiq actors: thin wrappers that take ids and call the pipeline in ``worker.editions``.
 
-Actors are declared on the Runtime's broker when a process builds ``Actors(rt)``, rather than
-at import time on a global broker, so that settings flow down from each entry point.
+``Actors`` is also the pipeline's ``Dispatch``: how it hands work to the queue. Actors are
+declared on the Runtime's broker when a process builds ``Actors(rt)``, rather than at import
+time on a global broker, so that settings flow down from each entry point.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import secrets
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import dramatiq
 
 from worker import editions, store
-from worker.broker import enqueue_many
-from worker.models import DeliveryStatus, EditionStatus, utcnow
+from worker.broker import enqueue_many, jobs_present
+from worker.models import EditionStatus, utcnow
 from worker.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -26,13 +28,20 @@ QUEUE_EDITIONS = "editions"
 QUEUE_DELIVERIES = "deliveries"
 QUEUE_TRANSACTIONAL = "transactional"
 REFILL_EVERY_MS = 1000
+REFILL_CHAIN = "newsletter:refill:"
+REFILL_CHAIN_TTL_MS = 60_000
+"""A refill chain that has not renewed its key for this long is taken for lost; the sweep
+starts another (and the old one, should its job still come, stops)."""
+DELIVER_TIME_LIMIT_MS = 3_600_000
+"""Above the longest a delivery may rightly take: a throttle slot, then up to ten minutes for
+the final reply (NEWSLETTER_SMTP_DATA_TIMEOUT_S)."""
 SWEEP_LOCK = "newsletter:sweep"
 BOUNCE_POLL_LOCK = "newsletter:bounce-poll"
 WORKER_PRESENCE = "newsletter:worker:"
 
 
 class Actors:
-    """The actors of one process, bound to its runtime and broker."""
+    """The actors of one process, bound to its runtime and broker; the pipeline's Dispatch."""
 
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
@@ -61,14 +70,16 @@ class Actors:
             time_limit=600_000,
             priority=5,
         )
+        # A deliver job that raises is retried by dramatiq, but nothing rests on it: the row
+        # says what is owed, and the sweep hands a row whose job is gone to a new one.
         self.deliver = declare(
             self._deliver,
             "deliver",
             QUEUE_DELIVERIES,
-            max_retries=5,
+            max_retries=3,
             min_backoff=1000,
             max_backoff=60_000,
-            time_limit=600_000,
+            time_limit=DELIVER_TIME_LIMIT_MS,
             priority=10,
         )
         # Transactional mail (confirmations) has a queue of its own, so it never waits behind
@@ -84,50 +95,65 @@ class Actors:
             priority=0,
         )
 
-    # --- what the pipeline calls to hand work over --------------------------------------
-
-    def enqueue_deliveries(self, ids: list[int]) -> None:
-        """One deliver job per delivery id, written to Redis in pipelined batches."""
-        enqueue_many(self.rt.broker, [self.deliver.message(delivery_id) for delivery_id in ids])
-
-    def retry_later(self, delivery_id: int, delay_s: float) -> None:
-        """Deliver again after ``delay_s`` seconds."""
-        self.deliver.send_with_options(args=(delivery_id,), delay=int(delay_s * 1000))
+    # --- Dispatch: what the pipeline calls to hand work over --------------------------------
 
     def start_fan_out(self, edition_id: int) -> None:
         """Fan out an edition on a worker."""
         self.fan_out.send(edition_id)
 
+    def start_refill(self, edition_id: int) -> None:
+        """Start the edition's refill chain unless one is running."""
+        token = secrets.token_hex(8)
+        if self.rt.redis.set(f"{REFILL_CHAIN}{edition_id}", token, nx=True, px=REFILL_CHAIN_TTL_MS):
+            self.refill.send_with_options(args=(edition_id, token), delay=REFILL_EVERY_MS)
+
+    def enqueue(self, jobs: list[tuple[int, str]]) -> None:
+        """One deliver job per (delivery id, job id), written to Redis in pipelined batches."""
+        enqueue_many(
+            self.rt.broker,
+            [
+                self.deliver.message_with_options(args=(delivery_id,), redis_message_id=job_id)
+                for delivery_id, job_id in jobs
+            ],
+        )
+
+    def jobs_alive(self, job_ids: Iterable[str]) -> set[str]:
+        """Which deliver jobs the queue still holds."""
+        return jobs_present(self.rt.broker, QUEUE_DELIVERIES, list(job_ids))
+
+    def send_transactional(self, kind: str, subscriber_id: int) -> None:
+        """A confirmation or similar, on the transactional queue."""
+        self.send_mail.send(kind, subscriber_id)
+
     # --- actor bodies ----------------------------------------------------------------------
 
     def _fan_out(self, edition_id: int) -> None:
-        if editions.fan_out(self.rt, edition_id, self.enqueue_deliveries):
-            self.refill.send_with_options(args=(edition_id,), delay=REFILL_EVERY_MS)
+        editions.fan_out(self.rt, edition_id, self)
 
-    def _refill(self, edition_id: int) -> None:
+    def _refill(self, edition_id: int, token: str) -> None:
         """Every second while an edition is sending: top its queue up, and mark it sent when
-        nothing is owed any more."""
-        editions.refill(self.rt, edition_id, utcnow(), self.enqueue_deliveries)
-        if editions.finish_if_done(self.rt, edition_id):
-            return
+        nothing is owed any more. Only the chain whose token the edition's key holds goes on."""
+        key = f"{REFILL_CHAIN}{edition_id}"
+        redis = self.rt.redis
+        owner = _text(redis.get(key))
+        if owner is None:
+            if not redis.set(key, token, nx=True, px=REFILL_CHAIN_TTL_MS):
+                return
+        elif owner != token:
+            return  # another chain took over
+        editions.refill(self.rt, edition_id, utcnow(), self)
+        done = editions.finish_if_done(self.rt, edition_id)
         with self.rt.session() as session:
             edition = store.get_edition_by_id(session, edition_id)
-        if edition is not None and edition.status == EditionStatus.sending.value:
-            self.refill.send_with_options(args=(edition_id,), delay=REFILL_EVERY_MS)
+        if done or edition is None or edition.status != EditionStatus.sending.value:
+            if _text(redis.get(key)) == token:
+                redis.delete(key)
+            return
+        redis.set(key, token, xx=True, px=REFILL_CHAIN_TTL_MS)
+        self.refill.send_with_options(args=(edition_id, token), delay=REFILL_EVERY_MS)
 
     def _deliver(self, delivery_id: int) -> None:
-        try:
-            editions.deliver(self.rt, delivery_id, self.retry_later)
-        except Exception:
-            # Unexpected (database down, a bug): hand the row back so the retry can claim it.
-            with self.rt.session() as session, session.begin():
-                store.mark_delivery(
-                    session,
-                    delivery_id,
-                    DeliveryStatus.queued,
-                    error="interrupted by an internal error; retried",
-                )
-            raise
+        editions.deliver(self.rt, delivery_id)
 
     def _send_mail(self, kind: str, subscriber_id: int) -> None:
         from worker import transactional
@@ -141,7 +167,7 @@ class Actors:
         lock_ms = int(self.rt.settings.sweep_interval_s * 900)
         if not self.rt.redis.set(SWEEP_LOCK, "1", nx=True, px=max(lock_ms, 1000)):
             return None
-        return editions.sweep(self.rt, utcnow(), self.start_fan_out, self.enqueue_deliveries)
+        return editions.sweep(self.rt, utcnow(), self)
 
     def poll_bounces_once(self) -> int | None:
         """Read the bounce mailbox if one is set and no process polled it lately."""
@@ -156,6 +182,10 @@ class Actors:
         from worker.bounces.mailbox import poll
 
         return poll(settings.bounce_mailbox, intake_for(self.rt))
+
+
+def _text(value: bytes | str | None) -> str | None:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 class Sweeper(threading.Thread):

@@ -309,10 +309,7 @@ def send(
         if dry_run:
             _dry_run(rt, week)
             return
-        actors = rt.actors
-        outcome = editions.start_send(
-            rt, week, utcnow(), actors.start_fan_out, actors.enqueue_deliveries
-        )
+        outcome = editions.start_send(rt, week, utcnow(), rt.actors)
         err.print(outcome.message)
         if outcome.edition is None or not wait:
             return
@@ -414,6 +411,11 @@ def status(
         )
     )
     out.print(table)
+    if view.uncertain:
+        err.print(
+            f"{view.uncertain} sends got no reply after the message went out (the server may"
+            " have them): retried through the backoff, so those readers may have two copies"
+        )
     _bounce_warnings(view)
 
 
@@ -496,10 +498,7 @@ def resume(week: Annotated[str, typer.Option("--week", help="ISO week, e.g. 2026
     """Resume an edition and re-queue whatever the database says is still owed."""
     with _runtime() as rt:
         week = editions.resolve_week(rt, week)
-        actors = rt.actors
-        requeued = editions.resume(
-            rt, week, utcnow(), actors.start_fan_out, actors.enqueue_deliveries
-        )
+        requeued = editions.resume(rt, week, utcnow(), rt.actors)
         view = editions.status(rt, week)
     err.print(f"{week}: {view.status}, {requeued} deliveries re-queued")
 
@@ -518,10 +517,7 @@ def retry(week: Annotated[str, typer.Option("--week", help="ISO week, e.g. 2026-
     """Queue the edition's failed deliveries again."""
     with _runtime() as rt:
         week = editions.resolve_week(rt, week)
-        actors = rt.actors
-        count = editions.retry_failed(
-            rt, week, utcnow(), actors.start_fan_out, actors.enqueue_deliveries
-        )
+        count = editions.retry_failed(rt, week, utcnow(), rt.actors)
     err.print(f"{week}: {count} failed deliveries queued again")
 
 
@@ -781,9 +777,7 @@ def demo(
         week = editions.resolve_week(rt, None, now)
         started = time.monotonic()
         with supervisor.running_worker(rt, threads=4) as (actors, _worker):
-            outcome = editions.start_send(
-                rt, week, now, actors.start_fan_out, actors.enqueue_deliveries
-            )
+            outcome = editions.start_send(rt, week, now, rt.actors)
             err.print(outcome.message)
             if outcome.edition is None:
                 return

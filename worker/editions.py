@@ -9,19 +9,20 @@ Every function takes the Runtime; the dramatiq actors in ``worker.actors`` are t
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from worker import store
 from worker.bounces.policy import Policy, record_bounce, refusal_facts
+from worker.dispatch import Dispatch
 from worker.errors import (
     InputError,
     NotFound,
     PermanentFailure,
     RecipientRefused,
     TemporaryFailure,
+    UncertainDelivery,
 )
 from worker.message import Recipient, build_message, message_id_for, test_message_id
 from worker.models import (
@@ -45,16 +46,18 @@ from worker.planning import (
 from worker.render import sample_values
 from worker.retry import backoff_s
 from worker.runtime import Runtime
+from worker.store import Claim, EditionInfo
 from worker.tokens import sign_link, verp_address, verp_token
+from worker.writer import Outcome
 
 log = logging.getLogger(__name__)
 
 FANOUT_PAGE = 1000
+LOST_AFTER_S = 30
+"""A queued delivery's job is looked for in the queue only once it was handed out this long
+ago: the moment between stamping a row and the job reaching Redis is never mistaken for loss."""
 SKIP_NO_MATCH = "no comparison this week matches the subscriber's categories"
 SKIP_INSTANT = "subscriber takes instant alerts, not the weekly digest"
-
-Enqueue = Callable[[list[int]], None]
-"""Puts one deliver job per delivery id on the queue (given by the actors)."""
 
 
 @dataclass(frozen=True)
@@ -72,9 +75,11 @@ class EditionStatusView:
     skipped: int
     comparisons: int
     bounces: dict[str, int]
+    uncertain: int = 0
+    """Sends whose final reply never came (the server may have taken them; SPEC §6)."""
 
     def as_json(self) -> dict[str, Any]:
-        """Exactly the fields of ``status --json`` (SPEC §4), in its order."""
+        """The fields of ``status --json`` (SPEC §4), in its order, then the extra counters."""
         return {
             "week": self.week,
             "status": self.status,
@@ -85,6 +90,7 @@ class EditionStatusView:
             "failed": self.failed,
             "bounced": self.bounced,
             "skipped": self.skipped,
+            "uncertain": self.uncertain,
         }
 
     @property
@@ -163,9 +169,7 @@ class SendOutcome:
     message: str
 
 
-def start_send(
-    rt: Runtime, week: str, now: datetime, fan_out: Callable[[int], None], enqueue: Enqueue
-) -> SendOutcome:
+def start_send(rt: Runtime, week: str, now: datetime, dispatch: Dispatch) -> SendOutcome:
     """Create the week's edition if needed and start (or restart) sending it.
 
     Sending a week again re-queues what the database says is owed and sends nothing twice.
@@ -192,9 +196,9 @@ def start_send(
         )
     requeued = 0
     if started or edition.status == EditionStatus.sending.value:
-        fan_out(edition.id)
+        dispatch.start_fan_out(edition.id)
         if not created:
-            requeued = recover(rt, edition.id, now, enqueue, fresh=True)
+            requeued = recover(rt, edition.id, now, dispatch)
     with rt.session() as session:
         edition = store.get_edition(session, week) or edition
     verb = "sending" if started else f"already {edition.status}"
@@ -208,16 +212,19 @@ def start_send(
     )
 
 
-def fan_out(rt: Runtime, edition_id: int, enqueue: Enqueue) -> bool:
+def fan_out(rt: Runtime, edition_id: int, dispatch: Dispatch) -> bool:
     """Give every active subscriber a delivery row, page by page, resuming where it stopped.
 
-    Deliveries are enqueued as each page lands, so sending starts before fan-out ends.
-    Returns True when fan-out is complete.
+    Deliveries are enqueued as each page lands, so sending starts before fan-out ends; once
+    every row exists, the refill chain takes over. Returns True when fan-out is complete.
     """
     with rt.session() as session:
         edition = store.get_edition_by_id(session, edition_id)
-    if edition is None or edition.status != EditionStatus.sending.value or edition.fanout_done:
+    if edition is None or edition.status != EditionStatus.sending.value:
         return bool(edition and edition.fanout_done)
+    if edition.fanout_done:
+        dispatch.start_refill(edition_id)
+        return True
     planned = rt.planned(edition_id)
     alert = edition.kind == EditionKind.alert.value
     cursor = edition.fanout_cursor
@@ -259,45 +266,47 @@ def fan_out(rt: Runtime, edition_id: int, enqueue: Enqueue) -> bool:
             store.insert_deliveries(session, rows)
             cursor = page[-1][0]
             store.mark_fanout_progress(session, edition_id, cursor)
-        refill(rt, edition_id, utcnow(), enqueue)
+        refill(rt, edition_id, utcnow(), dispatch)
     with rt.session() as session, session.begin():
         store.mark_fanout_done(session, edition_id)
-    refill(rt, edition_id, utcnow(), enqueue)
+    refill(rt, edition_id, utcnow(), dispatch)
     finish_if_done(rt, edition_id)
+    dispatch.start_refill(edition_id)
     return True
 
 
 def queue_window(rt: Runtime) -> int:
     """How many deliveries of an edition may wait in Redis at once.
 
-    Bounded by NEWSLETTER_QUEUE_WINDOW, and under a send rate small enough that a delivery
-    waits well under NEWSLETTER_STUCK_AFTER_S, so the sweep never mistakes a slow queue for a
-    lost one.
+    Bounded by NEWSLETTER_QUEUE_WINDOW, and under a send rate by about a minute's worth, so
+    that Redis holds little more than the workers can take and a pause empties it fast.
     """
     window = rt.settings.queue_window
     if rt.settings.send_rate > 0:
-        window = min(window, max(10, int(rt.settings.send_rate * rt.settings.stuck_after_s / 2)))
+        window = min(window, max(10, int(rt.settings.send_rate * 60)))
     return window
 
 
-def refill(
-    rt: Runtime, edition_id: int, now: datetime, enqueue: Enqueue, fresh: bool = False
-) -> int:
-    """Enqueue owed deliveries that no job carries, up to the queue window; returns how many.
+def refill(rt: Runtime, edition_id: int, now: datetime, dispatch: Dispatch) -> int:
+    """Hand owed deliveries that no job carries, and whose backoff is over, to new jobs, up to
+    the queue window; returns how many.
 
-    With ``fresh``, every queued delivery counts as carried by nobody (Redis may have lost
-    them all), within the window.
+    Rows waiting out a backoff are not in the queue and take no room in the window; a row a
+    job carries is never given a second one (``store.stamp_jobs`` decides in one statement).
     """
-    stale_before = now if fresh else store.stuck_before(now, rt.settings.stuck_after_s)
-    with rt.session() as session, session.begin():
+    with rt.session() as session:
         edition = store.get_edition_by_id(session, edition_id)
         if edition is None or edition.status != EditionStatus.sending.value:
             return 0
-        in_flight = 0 if fresh else store.count_in_flight(session, edition_id, stale_before)
-        ids = store.take_to_enqueue(session, edition_id, queue_window(rt) - in_flight, stale_before)
-    if ids:
-        enqueue(ids)
-    return len(ids)
+        in_flight = store.count_in_flight(session, edition_id)
+    room = queue_window(rt) - in_flight
+    if room <= 0:
+        return 0
+    with rt.session() as session, session.begin():
+        jobs = store.stamp_jobs(session, edition_id, room, now)
+    if jobs:
+        dispatch.enqueue(jobs)
+    return len(jobs)
 
 
 def finish_if_done(rt: Runtime, edition_id: int) -> bool:
@@ -309,24 +318,38 @@ def finish_if_done(rt: Runtime, edition_id: int) -> bool:
     return done
 
 
-def recover(
-    rt: Runtime, edition_id: int, now: datetime, enqueue: Enqueue, fresh: bool = False
-) -> int:
-    """Take back deliveries left sending by dead workers and re-queue what no job carries."""
+def recover(rt: Runtime, edition_id: int, now: datetime, dispatch: Dispatch) -> int:
+    """Take back deliveries whose worker is gone, give jobs the queue lost to new ones, and
+    top the queue up; returns how many were enqueued.
+
+    A job is lost only when the queue says so (Redis restarted or was flushed, or it was
+    dead-lettered), never for having waited long: a slow queue is left alone.
+    """
     with rt.session() as session, session.begin():
         released = store.release_stuck(
             session, edition_id, store.stuck_before(now, rt.settings.stuck_after_s)
         )
     if released:
         log.warning("edition %s: took back %d deliveries left sending", edition_id, released)
-    return refill(rt, edition_id, now, enqueue, fresh=fresh)
+    with rt.session() as session:
+        carried = store.list_carried(session, edition_id, now - timedelta(seconds=LOST_AFTER_S))
+    if carried:
+        alive = dispatch.jobs_alive(job_id for _delivery_id, job_id in carried)
+        lost = [(d, job_id) for d, job_id in carried if job_id not in alive]
+        if lost:
+            with rt.session() as session, session.begin():
+                cleared = store.clear_jobs(session, lost)
+            log.warning("edition %s: the queue lost %d jobs; enqueueing again", edition_id, cleared)
+    return refill(rt, edition_id, now, dispatch)
 
 
-def sweep(
-    rt: Runtime, now: datetime, fan_out_again: Callable[[int], None], enqueue: Enqueue
-) -> dict[str, int]:
-    """One pass over every edition being sent: restart stalled fan-outs, recover, finish."""
+def sweep(rt: Runtime, now: datetime, dispatch: Dispatch) -> dict[str, int]:
+    """One pass over every edition being sent: restart stalled fan-outs and lost refill chains,
+    recover, finish."""
+    # Sends the server took whose sent-mark only reached Redis: written before anything is
+    # taken back, so none of them is sent again.
     totals = {"editions": 0, "requeued": 0, "finished": 0, "fanouts": 0}
+    totals["accepted"] = mark_accepted(rt)
     stale = store.stuck_before(now, rt.settings.stuck_after_s)
     with rt.session() as session:
         editions = store.list_editions(session, (EditionStatus.sending.value,))
@@ -334,19 +357,20 @@ def sweep(
         assert edition.id is not None
         totals["editions"] += 1
         if not edition.fanout_done and (edition.fanout_at is None or edition.fanout_at < stale):
-            fan_out_again(edition.id)
+            dispatch.start_fan_out(edition.id)
             totals["fanouts"] += 1
-        totals["requeued"] += recover(rt, edition.id, now, enqueue)
-        totals["finished"] += int(finish_if_done(rt, edition.id))
+        totals["requeued"] += recover(rt, edition.id, now, dispatch)
+        finished = finish_if_done(rt, edition.id)
+        totals["finished"] += int(finished)
+        if edition.fanout_done and not finished:
+            dispatch.start_refill(edition.id)
     return totals
 
 
 ALERT_WINDOW = timedelta(hours=48)
 
 
-def send_alerts(
-    rt: Runtime, now: datetime, fan_out: Callable[[int], None], enqueue: Enqueue
-) -> list[str]:
+def send_alerts(rt: Runtime, now: datetime, dispatch: Dispatch) -> list[str]:
     """Start an instant alert for every comparison published lately that had none.
 
     Published in the last 48 hours and not in the future; each comparison is alerted once
@@ -370,7 +394,7 @@ def send_alerts(
             store.mark_edition_status(
                 session, edition.id, EditionStatus.sending, (EditionStatus.draft.value,)
             )
-        fan_out(edition.id)
+        dispatch.start_fan_out(edition.id)
         started.append(key)
     return started
 
@@ -388,97 +412,175 @@ def links_for(rt: Runtime, subscriber_token: str) -> tuple[str, str]:
     )
 
 
-def deliver(rt: Runtime, delivery_id: int, retry_later: Callable[[int, float], None]) -> str:
+def deliver(rt: Runtime, delivery_id: int) -> str:
     """Send one delivery: claim, load, render, build, send, record. Returns its new status.
 
-    Safe to run twice or concurrently: only the run whose claim succeeds sends. The claim and
-    the sent-mark are committed together with other threads' (``Runtime.writes``), each before
-    this goes on. The edition is marked sent by the refill loop and the sweep, not here.
+    Safe to run twice or concurrently: only the run whose claim succeeds sends, and it keeps
+    the claim (its lease renewed by the writer) until the outcome is recorded. Every write
+    goes through ``Runtime.writes``. The edition is marked sent by the refill chain and the
+    sweep, not here.
     """
-    now = utcnow()
     claim = rt.writes.claim(delivery_id)
     if claim is None:
         return "not owed"
+    try:
+        return _deliver_claimed(rt, claim)
+    except Exception as exc:
+        # Before the server took the message (after, nothing raises): counted as an attempt,
+        # so a delivery whose job keeps failing ends `failed` after NEWSLETTER_MAX_ATTEMPTS.
+        # Should even that write fail, the row stays `sending` and the sweep takes it back.
+        log.exception("delivery %s: unexpected error", delivery_id)
+        return _retry_or_fail(rt, claim, f"internal error: {exc}")
+    finally:
+        rt.writes.forget(delivery_id)
 
-    def record(status: DeliveryStatus, **kwargs: Any) -> str:
-        with rt.writing() as conn:
-            store.mark_delivery(conn, delivery_id, status, **kwargs)
-        return status.value
 
+def _deliver_claimed(rt: Runtime, claim: Claim) -> str:
+    writes, delivery_id = rt.writes, claim.delivery_id
     edition = rt.edition_info(claim.edition_id)
     if edition.status == EditionStatus.paused.value:
-        # Back to the database's list of owed work; `resume` re-queues it.
-        with rt.writing() as conn:
-            store.release_delivery(conn, delivery_id)
+        # Back to the database's list of owed work; `resume` hands it to a job again.
+        writes.release(delivery_id)
         return "paused"
-    if edition.status == EditionStatus.cancelled.value:
-        return record(DeliveryStatus.skipped, error="the edition was cancelled")
-    if claim.subscriber_status != SubscriberStatus.active.value:
-        return record(DeliveryStatus.skipped, error=f"subscriber is {claim.subscriber_status}")
-    picks = rt.picks_for(claim.edition_id, claim.categories)
-    if not picks:
-        return record(DeliveryStatus.skipped, error=SKIP_NO_MATCH)
+    skip_reason = _skip_reason(rt, claim, edition)
+    if skip_reason:
+        writes.record(delivery_id, Outcome(DeliveryStatus.skipped, error=skip_reason))
+        return DeliveryStatus.skipped.value
+    try:
+        envelope_from, message_id, data = _build(rt, claim, edition)
+    except Exception as exc:
+        # A damaged row or a template that fails: counted as an attempt, so it ends `failed`.
+        log.exception("delivery %s: cannot build the message", delivery_id)
+        return _retry_or_fail(rt, claim, f"cannot build the message: {exc}")
+    if rt.settings.send_rate > 0 or rt.settings.domain_rates:
+        rt.throttle.wait(claim.email)
+    if not writes.still_held(claim):
+        # Held past the lease by a stall of this process: the sweep took it back and it is
+        # someone else's now. Sending would be the duplicate.
+        log.warning("delivery %s: claim taken back while waiting; not sending", delivery_id)
+        return "claim lost"
+    try:
+        rt.transport.send(envelope_from, claim.email, data)
+    except RecipientRefused as exc:
+        return _refused(rt, claim, exc)
+    except PermanentFailure as exc:
+        writes.record(delivery_id, Outcome(DeliveryStatus.failed, error=str(exc)))
+        return DeliveryStatus.failed.value
+    except UncertainDelivery as exc:
+        return _retry_or_fail(rt, claim, str(exc), uncertain=True)
+    except TemporaryFailure as exc:
+        return _retry_or_fail(rt, claim, str(exc))
+    # The server took it: from here on, nothing may send it again.
+    _record_sent(rt, delivery_id, message_id)
+    return DeliveryStatus.sent.value
 
+
+def _skip_reason(rt: Runtime, claim: Claim, edition: EditionInfo) -> str | None:
+    if edition.status == EditionStatus.cancelled.value:
+        return "the edition was cancelled"
+    if claim.subscriber_status != SubscriberStatus.active.value:
+        return f"subscriber is {claim.subscriber_status}"
+    if not rt.picks_for(claim.edition_id, claim.categories):
+        return SKIP_NO_MATCH
+    return None
+
+
+def _build(rt: Runtime, claim: Claim, edition: EditionInfo) -> tuple[str, str, bytes]:
+    """The envelope sender, Message-ID and bytes of a claimed delivery's message."""
+    picks = rt.picks_for(claim.edition_id, claim.categories)
     mail = rt.mail_for(edition.week, picks, edition.kind)
     unsubscribe_url, preferences_url = links_for(rt, claim.token)
-    token = verp_token(rt.secret_key, delivery_id)
-    message_id = message_id_for(delivery_id, edition.week, rt.settings.mail_domain)
+    token = verp_token(rt.secret_key, claim.delivery_id)
+    message_id = message_id_for(claim.delivery_id, edition.week, rt.settings.mail_domain)
     data = build_message(
         mail,
         Recipient(claim.email, claim.name, unsubscribe_url, preferences_url),
         rt.identity,
         message_id,
-        now,
+        utcnow(),
         extra_headers={"X-Newsletter-Delivery": token},
     )
     envelope_from = verp_address(rt.settings.bounce_local_part, rt.settings.bounce_domain, token)
-    if rt.settings.send_rate > 0 or rt.settings.domain_rates:
-        rt.throttle.wait(claim.email)
-    try:
-        rt.transport.send(envelope_from, claim.email, data)
-    except RecipientRefused as exc:
-        return _refused(rt, claim.subscriber_id, claim.edition_id, delivery_id, claim.email, exc)
-    except PermanentFailure as exc:
-        return record(DeliveryStatus.failed, error=str(exc))
-    except TemporaryFailure as exc:
-        if claim.attempts >= rt.settings.max_attempts:
-            return record(
-                DeliveryStatus.failed, error=f"gave up after {claim.attempts} attempts: {exc}"
-            )
-        delay_s = backoff_s(claim.attempts, rt.settings.retry_min_s, rt.settings.retry_max_s)
-        record(
-            DeliveryStatus.queued,
-            error=str(exc),
-            carried_until=utcnow() + timedelta(seconds=delay_s),
+    return envelope_from, message_id, data
+
+
+def _retry_or_fail(rt: Runtime, claim: Claim, error: str, uncertain: bool = False) -> str:
+    """Back to the queue after a backoff, or `failed` once the attempts are used up."""
+    settings = rt.settings
+    if claim.attempts >= settings.max_attempts:
+        rt.writes.record(
+            claim.delivery_id,
+            Outcome(
+                DeliveryStatus.failed,
+                error=f"gave up after {claim.attempts} attempts: {error}",
+                uncertain=uncertain,
+            ),
         )
-        retry_later(delivery_id, delay_s)
-        return "retrying"
-    rt.writes.mark_sent(delivery_id, message_id)
-    return DeliveryStatus.sent.value
+        return DeliveryStatus.failed.value
+    delay_s = backoff_s(claim.attempts, settings.retry_min_s, settings.retry_max_s)
+    retry_at = utcnow() + timedelta(seconds=delay_s)
+    rt.writes.record(
+        claim.delivery_id,
+        Outcome(DeliveryStatus.queued, error=error, retry_at=retry_at, uncertain=uncertain),
+    )
+    return "retrying"
 
 
-def _refused(
-    rt: Runtime,
-    subscriber_id: int,
-    edition_id: int,
-    delivery_id: int,
-    email: str,
-    exc: RecipientRefused,
-) -> str:
+ACCEPTED_KEY = "newsletter:accepted"
+"""Redis hash of delivery id → Message-ID: sends the server took whose sent-mark could not be
+written; the sweep writes them (the database was down, Redis was not)."""
+
+
+def _record_sent(rt: Runtime, delivery_id: int, message_id: str) -> None:
+    """Mark a delivery the server took as sent. The writer retries a failing sent-mark; should
+    the database stay away past its patience, the acceptance goes to Redis for the sweep, and
+    the claim is kept until then so that the sweep does not take the row back meanwhile."""
+    try:
+        rt.writes.mark_sent(delivery_id, message_id)
+    except Exception as exc:
+        log.error("delivery %s: accepted by the server but not recorded: %s", delivery_id, exc)
+        rt.redis.hset(ACCEPTED_KEY, str(delivery_id), message_id)
+
+
+def mark_accepted(rt: Runtime) -> int:
+    """Write the sent-marks that reached only Redis (see ``_record_sent``); returns how many."""
+    pending = rt.redis.hgetall(ACCEPTED_KEY)
+    if not pending:
+        return 0
+    marked = 0
+    for raw_id, raw_message_id in pending.items():
+        delivery_id = int(raw_id)
+        message_id = (
+            raw_message_id.decode() if isinstance(raw_message_id, bytes) else raw_message_id
+        )
+        with rt.session() as session, session.begin():
+            store.mark_delivery(
+                session,
+                delivery_id,
+                DeliveryStatus.sent,
+                message_id=message_id,
+                only_from=(DeliveryStatus.sending.value, DeliveryStatus.queued.value),
+            )
+        rt.redis.hdel(ACCEPTED_KEY, raw_id)
+        marked += 1
+    return marked
+
+
+def _refused(rt: Runtime, claim: Claim, exc: RecipientRefused) -> str:
     """A 5xx at RCPT: a bounce at send time, recorded and acted on like any other."""
     facts = refusal_facts(
         exc.code,
         exc.text,
-        email,
-        subscriber_id=subscriber_id,
-        delivery_id=delivery_id,
-        edition_id=edition_id,
+        claim.email,
+        subscriber_id=claim.subscriber_id,
+        delivery_id=claim.delivery_id,
+        edition_id=claim.edition_id,
     )
     status = (
         DeliveryStatus.bounced if facts.kind in ("hard", "complaint") else DeliveryStatus.failed
     )
+    rt.writes.record(claim.delivery_id, Outcome(status, error=str(exc)))
     with rt.session() as session, session.begin():
-        store.mark_delivery(session, delivery_id, status, error=str(exc))
         record_bounce(session, facts, policy_of(rt))
     return status.value
 
@@ -504,10 +606,9 @@ def pause(rt: Runtime, week: str) -> bool:
         )
 
 
-def resume(
-    rt: Runtime, week: str, now: datetime, fan_out_: Callable[[int], None], enqueue: Enqueue
-) -> int:
-    """Sending again, re-queueing whatever the database says is owed; returns how many."""
+def resume(rt: Runtime, week: str, now: datetime, dispatch: Dispatch) -> int:
+    """Sending again, handing whatever the database says is owed (and no job carries) to new
+    jobs; returns how many. Resuming twice enqueues nothing twice."""
     edition = get_edition(rt, week)
     assert edition.id is not None
     if edition.status == EditionStatus.cancelled.value:
@@ -519,10 +620,11 @@ def resume(
             EditionStatus.sending,
             (EditionStatus.paused.value, EditionStatus.draft.value, EditionStatus.sent.value),
         )
+    rt.forget_edition(edition.id)
     # Fan-out is idempotent: it resumes an unfinished one, and either way it (re)starts the
-    # refill loop that marks the edition sent once nothing is owed.
-    fan_out_(edition.id)
-    requeued = recover(rt, edition.id, now, enqueue, fresh=True)
+    # refill chain that marks the edition sent once nothing is owed.
+    dispatch.start_fan_out(edition.id)
+    requeued = recover(rt, edition.id, now, dispatch)
     finish_if_done(rt, edition.id)
     return requeued
 
@@ -530,6 +632,7 @@ def resume(
 def cancel(rt: Runtime, week: str) -> int:
     """Cancel an edition: nothing more is sent; returns how many deliveries were skipped."""
     edition = get_edition(rt, week)
+    rt.forget_edition(edition.id or 0)
     with rt.session() as session, session.begin():
         store.mark_edition_status(
             session,
@@ -540,21 +643,28 @@ def cancel(rt: Runtime, week: str) -> int:
         return store.skip_owed(session, edition.id or 0, "the edition was cancelled")
 
 
-def retry_failed(
-    rt: Runtime, week: str, now: datetime, fan_out_: Callable[[int], None], enqueue: Enqueue
-) -> int:
-    """Give failed deliveries another round of attempts; returns how many."""
+def retry_failed(rt: Runtime, week: str, now: datetime, dispatch: Dispatch) -> int:
+    """Give failed deliveries another round of attempts; returns how many.
+
+    The edition goes back to `sending` first, in the same transaction: that takes its row
+    lock, so the check that marks an edition sent waits for this one and sees its rows.
+    """
     edition = get_edition(rt, week)
     assert edition.id is not None
     with rt.session() as session, session.begin():
+        store.lock_edition(session, edition.id)
+        store.mark_edition_status(
+            session,
+            edition.id,
+            EditionStatus.sending,
+            (EditionStatus.sent.value, EditionStatus.sending.value),
+        )
         count = store.requeue_failed(session, edition.id)
-        if count:
-            store.mark_edition_status(
-                session, edition.id, EditionStatus.sending, (EditionStatus.sent.value,)
-            )
-    if count:
-        refill(rt, edition.id, now, enqueue)
-        fan_out_(edition.id)  # restarts the refill loop, which marks the edition sent again
+    rt.forget_edition(edition.id)
+    refill(rt, edition.id, now, dispatch)
+    dispatch.start_refill(edition.id)  # marks the edition sent again once nothing is owed
+    if not count:
+        finish_if_done(rt, edition.id)
     return count
 
 
@@ -566,12 +676,14 @@ def status(rt: Runtime, week: str) -> EditionStatusView:
         counts = store.count_deliveries(session, edition.id)
         bounces = store.count_bounce_kinds(session, edition.id)
         carried = len(store.list_edition_comparison_ids(session, edition.id))
+        uncertain = store.count_uncertain(session, edition.id)
     return EditionStatusView(
         week=edition.week,
         status=edition.status,
         total=sum(counts.values()),
         comparisons=carried,
         bounces=bounces,
+        uncertain=uncertain,
         **counts,
     )
 

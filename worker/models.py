@@ -136,9 +136,9 @@ class EditionComparison(SQLModel, table=True):
 class Delivery(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("edition_id", "subscriber_id", name="uq_delivery_edition_subscriber"),
-        # Serves the counters (edition, status) and the refill's "queued, never or long ago
-        # enqueued" look-ups without scanning an edition's whole queue.
-        Index("ix_delivery_edition_status_enqueued", "edition_id", "status", "enqueued_at"),
+        # Serves the counters (edition, status) and the refill's "queued, carried by no job"
+        # look-ups without scanning an edition's whole queue.
+        Index("ix_delivery_edition_status_job", "edition_id", "status", "job_id"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -148,9 +148,16 @@ class Delivery(SQLModel, table=True):
     attempts: int = 0
     last_error: str | None = Field(default=None, max_length=1000)
     message_id: str | None = Field(default=None, max_length=300)
+    job_id: str | None = Field(default=None, max_length=40)
+    """The broker's id of the job carrying this queued delivery; None while no job does."""
     enqueued_at: datetime | None = None
+    retry_at: datetime | None = None
+    """A retried delivery is not handed to a job before this moment (its backoff)."""
     claimed_at: datetime | None = None
+    """When the worker holding this `sending` delivery claimed it or last renewed its lease."""
     sent_at: datetime | None = None
+    uncertain: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    """Attempts whose final reply never came (the message may have been delivered)."""
 
 
 class BounceEvent(SQLModel, table=True):

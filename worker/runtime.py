@@ -9,8 +9,6 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email.utils import parseaddr
 from functools import cached_property
@@ -18,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import redis
 from dramatiq.brokers.redis import RedisBroker
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from worker import store
@@ -26,12 +24,12 @@ from worker.broker import connect_redis, make_broker
 from worker.config import Settings
 from worker.db import WriterLock, is_migrated, make_engine, migrate
 from worker.errors import DatabaseUnavailable
-from worker.groupwrite import GroupWriter
 from worker.message import Identity, PreparedMail, prepare
 from worker.planning import Candidate, category_key, pick_for, split_categories
 from worker.render import Renderer
 from worker.throttle import Throttle
 from worker.transport import Transport, make_transport
+from worker.writer import DeliveryWriter
 
 if TYPE_CHECKING:
     from worker.actors import Actors
@@ -90,9 +88,10 @@ class Runtime:
         return WriterLock(self.engine)
 
     @cached_property
-    def writes(self) -> GroupWriter:
-        """Claims and sent-marks of this process's threads, committed together."""
-        return GroupWriter(self.engine, self.writer_lock.held, self.settings.stuck_after_s)
+    def writes(self) -> DeliveryWriter:
+        """The delivery writes of this process's threads (claims, leases, outcomes), made by
+        one writer thread in shared transactions."""
+        return DeliveryWriter(self.engine, self.writer_lock.held, self.settings.stuck_after_s)
 
     @property
     def secret_key(self) -> str:
@@ -121,20 +120,6 @@ class Runtime:
     def picks_for(self, edition_id: int, categories: str) -> tuple[int, ...]:
         """Ids of the comparisons of an edition that a subscriber with ``categories`` gets."""
         return pick_for(category_key(split_categories(categories)), self.planned(edition_id))
-
-    @contextmanager
-    def writing(self) -> Iterator[Connection]:
-        """A write transaction on a plain connection (the hot path skips the ORM).
-
-        SQLite has one writer at a time: writers queue on ``WriterLock`` instead of polling in
-        SQLite's busy handler, which sleeps in steps of up to 100 ms.
-        """
-        if self.engine.dialect.name == "sqlite":
-            with self.writer_lock.held(), self.engine.begin() as conn:
-                yield conn
-        else:
-            with self.engine.begin() as conn:
-                yield conn
 
     def edition_info(self, edition_id: int) -> store.EditionInfo:
         """Week, kind and status of an edition, re-read at most once a second per process."""
@@ -206,7 +191,8 @@ def open_runtime(
         settings=settings,
         engine=engine,
         redis_client=redis_client,
-        transport=transport or make_transport(settings.smtp_url, settings.outbox_dir),
+        transport=transport
+        or make_transport(settings.smtp_url, settings.outbox_dir, settings.smtp_data_timeout_s),
         renderer=Renderer(),
         identity=Identity(
             mail_from=settings.mail_from,

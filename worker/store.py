@@ -16,7 +16,19 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import DateTime, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import (
+    DateTime,
+    String,
+    bindparam,
+    cast,
+    delete,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Dialect, Engine
 from sqlalchemy.exc import IntegrityError
@@ -723,6 +735,16 @@ def count_deliveries(session: Session, edition_id: int) -> dict[str, int]:
     return counts
 
 
+def count_uncertain(session: Session, edition_id: int) -> int:
+    """Sends of an edition whose final reply never came (SPEC §6: in flight)."""
+    total = session.execute(
+        select(func.coalesce(func.sum(Delivery.uncertain), 0)).where(
+            Delivery.edition_id == edition_id
+        )
+    ).scalar_one()
+    return int(total)
+
+
 def has_owed(session: Session, edition_id: int) -> bool:
     """True while some delivery of the edition is still queued or sending."""
     return (
@@ -735,16 +757,38 @@ def has_owed(session: Session, edition_id: int) -> bool:
     )
 
 
+def lock_edition(session: Session, edition_id: int) -> None:
+    """Take the edition's row lock for the rest of the transaction (PostgreSQL; SQLite has one
+    writer at a time anyway), so that whatever makes its deliveries owed again and the check
+    that finds nothing owed run one after the other, never side by side."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(select(Edition.id).where(Edition.id == edition_id).with_for_update())
+
+
 def finish_edition_if_done(session: Session, edition_id: int) -> bool:
-    """Mark a sending edition sent once fan-out is done and nothing is owed; True if marked."""
-    edition = session.get(Edition, edition_id)
-    if edition is None or edition.status != EditionStatus.sending.value or not edition.fanout_done:
-        return False
-    if has_owed(session, edition_id):
-        return False
-    return mark_edition_status(
-        session, edition_id, EditionStatus.sent, (EditionStatus.sending.value,)
+    """Mark a sending edition sent once fan-out is done and nothing is owed; True if marked.
+
+    One conditional statement decides. On PostgreSQL the edition's row lock is taken first, so
+    a retry that is putting deliveries back in the queue (it holds that lock) is waited for and
+    its rows are seen.
+    """
+    lock_edition(session, edition_id)
+    owed = (
+        select(Delivery.id)
+        .where(Delivery.edition_id == edition_id, Delivery.status.in_(OWED))
+        .exists()
     )
+    result = session.execute(
+        update(Edition)
+        .where(
+            Edition.id == edition_id,
+            Edition.status == EditionStatus.sending.value,
+            Edition.fanout_done.is_(True),
+            ~owed,
+        )
+        .values(status=EditionStatus.sent.value, finished_at=utcnow())
+    )
+    return bool(result.rowcount)
 
 
 # --- deliveries --------------------------------------------------------------------------------
@@ -783,8 +827,11 @@ class EditionInfo:
 # per-statement work (parameter processing, result wrapping) cost more than the statements
 # themselves. Each placeholder is the driver's own ("?" for sqlite3, "%s" for psycopg).
 _CLAIM_SQL = (
-    "UPDATE delivery SET status = 'sending', claimed_at = {p}, attempts = attempts + 1"
-    " WHERE id IN ({ids}) AND (status = 'queued' OR (status = 'sending' AND claimed_at < {p}))"
+    "UPDATE delivery SET status = 'sending', claimed_at = {p}, attempts = attempts + 1,"
+    " job_id = NULL"
+    # Only a queued delivery whose backoff is over: one left `sending` is taken back by the
+    # sweep, and only once its holder stopped renewing the claim.
+    " WHERE id IN ({ids}) AND status = 'queued' AND (retry_at IS NULL OR retry_at <= {p})"
     # The recipient comes back with the claim: one round trip instead of two.
     " RETURNING id, edition_id, subscriber_id, attempts"
     + "".join(
@@ -793,8 +840,12 @@ _CLAIM_SQL = (
     )
 )
 _MARK_SENT_SQL = (
-    "UPDATE delivery SET status = 'sent', sent_at = {p}, last_error = NULL,"
+    "UPDATE delivery SET status = 'sent', sent_at = {p}, last_error = NULL, retry_at = NULL,"
     " message_id = CASE id {cases} END WHERE id IN ({ids}) AND status = 'sending'"
+)
+_RENEW_SQL = "UPDATE delivery SET claimed_at = {p} WHERE id IN ({ids}) AND status = 'sending'"
+_CONFIRM_SQL = (
+    "UPDATE delivery SET claimed_at = {p} WHERE id = {p} AND attempts = {p} AND status = 'sending'"
 )
 
 
@@ -813,27 +864,37 @@ _EDITION_INFO = select(Edition.week, Edition.kind, Edition.status).where(
 )
 
 
-def claim_deliveries(
-    conn: Connection | Session, delivery_ids: list[int], now: datetime, stuck_before: datetime
-) -> dict[int, Claim]:
-    """Atomically take the deliveries that are queued (or left sending by a dead worker).
+def _run(conn: Connection, sql: str, params: list[Any]) -> Any:
+    """Run one statement on the driver's cursor; returns the cursor's rows and row count."""
+    cursor = conn.connection.cursor()
+    try:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall() if cursor.description else []
+        return rows, cursor.rowcount
+    finally:
+        cursor.close()
 
-    One conditional UPDATE decides: of two workers, or a job and its retry, only one gets a
+
+def _bind_time(conn: Connection, when: datetime) -> Any:
+    to_driver = _driver_time(conn.dialect)
+    return when if to_driver is None else to_driver(when)
+
+
+def claim_deliveries(
+    conn: Connection | Session, delivery_ids: list[int], now: datetime
+) -> dict[int, Claim]:
+    """Atomically take the deliveries that are queued and due.
+
+    One conditional UPDATE decides: of two workers, or a job and its duplicate, only one gets a
     row back. The result holds only the ids that were owed and are now this caller's.
     """
     if isinstance(conn, Session):
         conn = conn.connection()
     p = _placeholder(conn)
-    to_driver = _driver_time(conn.dialect)
     ids = sorted(delivery_ids)
     sql = _CLAIM_SQL.format(p=p, ids=", ".join([p] * len(ids)))
-    params = [now, stuck_before] if to_driver is None else [to_driver(now), to_driver(stuck_before)]
-    cursor = conn.connection.cursor()
-    try:
-        cursor.execute(sql, [params[0], *ids, params[1]])
-        rows = cursor.fetchall()
-    finally:
-        cursor.close()
+    moment = _bind_time(conn, now)
+    rows, _count = _run(conn, sql, [moment, *ids, moment])
     return {
         row[0]: Claim(
             delivery_id=row[0],
@@ -850,23 +911,33 @@ def claim_deliveries(
     }
 
 
+def renew_claims(conn: Connection, delivery_ids: list[int], now: datetime) -> None:
+    """Renew the lease of deliveries this worker holds (still `sending`)."""
+    p = _placeholder(conn)
+    sql = _RENEW_SQL.format(p=p, ids=", ".join([p] * len(delivery_ids)))
+    _run(conn, sql, [_bind_time(conn, now), *delivery_ids])
+
+
+def confirm_claim(conn: Connection, delivery_id: int, attempts: int, now: datetime) -> bool:
+    """Renew one claim's lease if it is still this claim (same attempt, still `sending`);
+    False when the sweep took it back, whoever holds it now."""
+    sql = _CONFIRM_SQL.format(p=_placeholder(conn))
+    _rows, count = _run(conn, sql, [_bind_time(conn, now), delivery_id, attempts])
+    return bool(count)
+
+
 def mark_sent(conn: Connection, sent: list[tuple[int, str]], when: datetime) -> None:
     """Record deliveries this worker holds as accepted by the server, as (id, Message-ID), in
     one statement."""
     p = _placeholder(conn)
-    to_driver = _driver_time(conn.dialect)
     ids = sorted(delivery_id for delivery_id, _ in sent)
-    params: list[Any] = [when if to_driver is None else to_driver(when)]
+    params: list[Any] = [_bind_time(conn, when)]
     for delivery_id, message_id in sent:
         params += (delivery_id, message_id)
     sql = _MARK_SENT_SQL.format(
         p=p, cases=" ".join([f"WHEN {p} THEN {p}"] * len(sent)), ids=", ".join([p] * len(ids))
     )
-    cursor = conn.connection.cursor()
-    try:
-        cursor.execute(sql, params + ids)
-    finally:
-        cursor.close()
+    _run(conn, sql, params + ids)
 
 
 def get_edition_info(conn: Connection | Session, edition_id: int) -> EditionInfo:
@@ -883,9 +954,14 @@ def mark_delivery(
     error: str | None = None,
     message_id: str | None = None,
     only_from: Iterable[str] = (DeliveryStatus.sending.value,),
-    carried_until: datetime | None = None,
+    retry_at: datetime | None = None,
+    uncertain: bool = False,
 ) -> bool:
-    """Record the outcome of a delivery this worker holds; True if the row was changed."""
+    """Record the outcome of a delivery this worker holds; True if the row was changed.
+
+    Back to ``queued`` means a retry: no job carries the row until the refill hands it to one,
+    not before ``retry_at``.
+    """
     values: dict[str, Any] = {"status": status.value}
     if error is not None:
         values["last_error"] = error[:1000]
@@ -895,10 +971,9 @@ def mark_delivery(
         values["sent_at"] = utcnow()
         values["last_error"] = None
     if status is DeliveryStatus.queued:
-        # Back in the queue: the job that will carry it is enqueued by the caller, maybe with a
-        # delay; until then (plus the usual grace) the sweep must not think it lost.
-        values["enqueued_at"] = carried_until or utcnow()
-        values["claimed_at"] = None
+        values.update(job_id=None, claimed_at=None, retry_at=retry_at)
+    if uncertain:
+        values["uncertain"] = Delivery.uncertain + 1
     result = session.execute(
         update(Delivery)
         .where(Delivery.id == delivery_id, Delivery.status.in_(tuple(only_from)))
@@ -915,54 +990,49 @@ def release_delivery(session: Session | Connection, delivery_id: int) -> None:
         .values(
             status=DeliveryStatus.queued.value,
             claimed_at=None,
-            enqueued_at=None,
+            job_id=None,
             attempts=Delivery.attempts - 1,
         )
     )
 
 
-def take_to_enqueue(
-    session: Session, edition_id: int, limit: int, stale_before: datetime
-) -> list[int]:
-    """Ids of queued deliveries that no job carries (never enqueued, or enqueued before
-    ``stale_before``), stamped as enqueued now; at most ``limit``."""
+def stamp_jobs(
+    session: Session, edition_id: int, limit: int, now: datetime
+) -> list[tuple[int, str]]:
+    """Give up to ``limit`` queued deliveries that no job carries, and whose backoff is over, a
+    job id each; returns (delivery id, job id) of exactly the rows this call stamped.
+
+    One conditional UPDATE decides, so two refills at once never hand a row to two jobs.
+    """
     if limit <= 0:
         return []
-    ids = list(
-        session.execute(
-            select(Delivery.id)
-            .where(
-                Delivery.edition_id == edition_id,
-                Delivery.status == DeliveryStatus.queued.value,
-                or_(Delivery.enqueued_at.is_(None), Delivery.enqueued_at < stale_before),
-            )
-            .order_by(Delivery.id)
-            .limit(limit)
-        ).scalars()
+    due = (
+        select(Delivery.id)
+        .where(
+            Delivery.edition_id == edition_id,
+            Delivery.status == DeliveryStatus.queued.value,
+            Delivery.job_id.is_(None),
+            or_(Delivery.retry_at.is_(None), Delivery.retry_at <= now),
+        )
+        .order_by(Delivery.id)
+        .limit(limit)
     )
-    if ids:
-        session.execute(update(Delivery).where(Delivery.id.in_(ids)).values(enqueued_at=utcnow()))
-    return ids
+    batch = secrets.token_urlsafe(12) + "."
+    rows = session.execute(
+        update(Delivery)
+        .where(
+            Delivery.id.in_(due.scalar_subquery()),
+            Delivery.status == DeliveryStatus.queued.value,
+            Delivery.job_id.is_(None),
+        )
+        .values(job_id=literal(batch) + cast(Delivery.id, String), enqueued_at=now)
+        .returning(Delivery.id, Delivery.job_id)
+    ).all()
+    return sorted((row[0], row[1]) for row in rows)
 
 
-def has_unenqueued(session: Session, edition_id: int) -> bool:
-    """True while some queued delivery of the edition has never been given a job."""
-    return (
-        session.execute(
-            select(Delivery.id)
-            .where(
-                Delivery.edition_id == edition_id,
-                Delivery.status == DeliveryStatus.queued.value,
-                Delivery.enqueued_at.is_(None),
-            )
-            .limit(1)
-        ).first()
-        is not None
-    )
-
-
-def count_in_flight(session: Session, edition_id: int, fresh_after: datetime) -> int:
-    """Queued deliveries believed to be carried by a job enqueued after ``fresh_after``."""
+def count_in_flight(session: Session, edition_id: int) -> int:
+    """Queued deliveries of an edition that a job in the queue carries."""
     return int(
         session.execute(
             select(func.count())
@@ -970,14 +1040,48 @@ def count_in_flight(session: Session, edition_id: int, fresh_after: datetime) ->
             .where(
                 Delivery.edition_id == edition_id,
                 Delivery.status == DeliveryStatus.queued.value,
-                Delivery.enqueued_at >= fresh_after,
+                Delivery.job_id.is_not(None),
             )
         ).scalar_one()
     )
 
 
+def list_carried(
+    session: Session, edition_id: int, enqueued_before: datetime
+) -> list[tuple[int, str]]:
+    """(delivery id, job id) of queued deliveries handed to a job before ``enqueued_before``."""
+    rows = session.execute(
+        select(Delivery.id, Delivery.job_id).where(
+            Delivery.edition_id == edition_id,
+            Delivery.status == DeliveryStatus.queued.value,
+            Delivery.job_id.is_not(None),
+            Delivery.enqueued_at < enqueued_before,
+        )
+    ).all()
+    return [(row.id, row.job_id) for row in rows]
+
+
+def clear_jobs(session: Session, lost: list[tuple[int, str]]) -> int:
+    """Forget the jobs of deliveries whose job the queue no longer has (only if the row still
+    names that job), so the refill hands them to new ones; returns how many."""
+    cleared = 0
+    for delivery_id, job_id in lost:
+        result = session.execute(
+            update(Delivery)
+            .where(
+                Delivery.id == delivery_id,
+                Delivery.job_id == job_id,
+                Delivery.status == DeliveryStatus.queued.value,
+            )
+            .values(job_id=None)
+        )
+        cleared += int(result.rowcount or 0)
+    return cleared
+
+
 def release_stuck(session: Session, edition_id: int, stuck_before: datetime) -> int:
-    """Put deliveries left ``sending`` by a dead worker back to queued; returns how many."""
+    """Put deliveries whose claim nobody renewed since ``stuck_before`` (their worker is gone)
+    back to queued; returns how many."""
     result = session.execute(
         update(Delivery)
         .where(
@@ -985,7 +1089,7 @@ def release_stuck(session: Session, edition_id: int, stuck_before: datetime) -> 
             Delivery.status == DeliveryStatus.sending.value,
             Delivery.claimed_at < stuck_before,
         )
-        .values(status=DeliveryStatus.queued.value, claimed_at=None, enqueued_at=None)
+        .values(status=DeliveryStatus.queued.value, claimed_at=None, job_id=None)
     )
     return int(result.rowcount or 0)
 
@@ -995,7 +1099,7 @@ def requeue_failed(session: Session, edition_id: int) -> int:
     result = session.execute(
         update(Delivery)
         .where(Delivery.edition_id == edition_id, Delivery.status == DeliveryStatus.failed.value)
-        .values(status=DeliveryStatus.queued.value, attempts=0, enqueued_at=None)
+        .values(status=DeliveryStatus.queued.value, attempts=0, job_id=None, retry_at=None)
     )
     return int(result.rowcount or 0)
 
@@ -1005,7 +1109,7 @@ def skip_owed(session: Session, edition_id: int, reason: str) -> int:
     result = session.execute(
         update(Delivery)
         .where(Delivery.edition_id == edition_id, Delivery.status == DeliveryStatus.queued.value)
-        .values(status=DeliveryStatus.skipped.value, last_error=reason)
+        .values(status=DeliveryStatus.skipped.value, last_error=reason, job_id=None)
     )
     return int(result.rowcount or 0)
 

@@ -75,10 +75,7 @@ def send(week: str, rt: Runtime = Depends(operator)) -> dict[str, Any]:
     """Start (or restart) sending; idempotent."""
     week = _week(rt, week)
     editions.get_edition(rt, week)
-    actors = rt.actors
-    outcome = editions.start_send(
-        rt, week, utcnow(), actors.start_fan_out, actors.enqueue_deliveries
-    )
+    outcome = editions.start_send(rt, week, utcnow(), rt.actors)
     return {**editions.status(rt, week).as_json(), "message": outcome.message}
 
 
@@ -94,8 +91,7 @@ def pause(week: str, rt: Runtime = Depends(operator)) -> dict[str, Any]:
 def resume(week: str, rt: Runtime = Depends(operator)) -> dict[str, Any]:
     """Resume sending and re-queue what is owed."""
     week = _week(rt, week)
-    actors = rt.actors
-    requeued = editions.resume(rt, week, utcnow(), actors.start_fan_out, actors.enqueue_deliveries)
+    requeued = editions.resume(rt, week, utcnow(), rt.actors)
     return {**editions.status(rt, week).as_json(), "requeued": requeued}
 
 

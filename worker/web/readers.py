@@ -220,7 +220,7 @@ def subscribe(
     )
     outcome = readers.subscribe(rt, wanted, consent)
     if outcome.mail and outcome.subscriber_id is not None:
-        rt.actors.send_mail.send(outcome.mail, outcome.subscriber_id)
+        rt.actors.send_transactional(outcome.mail, outcome.subscriber_id)
     return _check_your_inbox(request, wanted.email, framed)
 
 
