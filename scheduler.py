@@ -1,45 +1,110 @@
-"""The schedule: on NEWSLETTER_WEEKLY_CRON, build and send the current week's edition; every
-minute, an instant alert for each newly published comparison.
+"""The schedule: the weekly edition on NEWSLETTER_WEEKLY_CRON, an instant alert for each newly
+published comparison every minute.
 
-This module only schedules; the work is ``worker.editions.start_send``. Two schedulers may run
-at once (two hosts, a restart overlapping): the edition's unique week and the idempotent fan-out
-make the second one a no-op.
+This module only schedules. The weekly job runs once at start and then at each fire; each run
+asks the database about the week of the crontab's last fire and lets the weekly fire decision
+(``worker.sending.weekly``) say whether to send it, so a scheduler that was down at fire time
+catches up within NEWSLETTER_MISFIRE_GRACE_S. The sending is ``worker.editions.start_send``.
+Two schedulers may run at once (two hosts, a restart overlapping): they decide one at a time,
+and the edition's unique week makes the database the judge even if they did not.
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 
+from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
+from redis.exceptions import LockError
 
 from worker import editions
 from worker.config import Settings
-from worker.errors import NewsletterError
-from worker.models import utcnow
-from worker.runtime import open_runtime
+from worker.errors import NewsletterError, NotFound
+from worker.models import EditionStatus, utcnow
+from worker.runtime import Runtime, open_runtime
+from worker.sending import weekly
 
 log = logging.getLogger("scheduler")
 
 ALERT_EVERY_S = 60
+WEEKLY_JOB = "weekly-edition"
+WEEKLY_CATCH_UP_JOB = "weekly-edition-catch-up"
+WEEKLY_RETRY_JOB = "weekly-edition-retry"
+WEEKLY_LOCK = "newsletter:weekly"
+WEEKLY_LOCK_S = 120
+"""Longest a decision and its start_send may hold the lock before another scheduler goes on."""
+RETRY_AFTER_S = 60
 
 
-def send_current_week(settings: Settings) -> str:
-    """The scheduled job: create this week's edition and queue it for the workers."""
+def send_due_week(settings: Settings) -> weekly.Decision:
+    """Decide from the database whether the crontab's last fire is owed an edition; send it."""
     rt = open_runtime(settings)
     try:
-        now = utcnow()
-        week = editions.resolve_week(rt, None, now)
-        outcome = editions.start_send(rt, week, now, rt.actors)
-        log.info("%s", outcome.message)
-        return outcome.message
-    except NewsletterError as exc:
-        log.error("weekly send failed: %s", exc)
-        return str(exc)
+        # The lock only keeps two schedulers from both asking start_send (which would queue the
+        # week's deliveries twice); the unique week and the claims keep mail single without it.
+        lock = rt.redis.lock(
+            WEEKLY_LOCK, timeout=WEEKLY_LOCK_S, blocking_timeout=WEEKLY_LOCK_S + 30
+        )
+        if not lock.acquire():
+            raise LockError(f"{WEEKLY_LOCK} held longer than {WEEKLY_LOCK_S + 30} s")
+        try:
+            return _decide_and_send(rt, settings)
+        finally:
+            try:
+                lock.release()
+            except LockError:
+                log.warning("the weekly decision outlived its %d s lock", WEEKLY_LOCK_S)
     finally:
         rt.close()
+
+
+def _decide_and_send(rt: Runtime, settings: Settings) -> weekly.Decision:
+    now = datetime.now(settings.tz)
+    fire = weekly.fire_times(settings.weekly_cron, settings.tz, now)
+    decision = weekly.decide(fire, now, settings.misfire_grace_s, _status_of(rt, fire.week))
+    if decision.action is weekly.Action.missed:
+        log.warning("%s", decision.describe())
+    elif decision.action is not weekly.Action.send:
+        log.info("%s", decision.describe())
+    else:
+        assert decision.week is not None
+        outcome = editions.start_send(rt, decision.week, now, rt.actors)
+        log.info("%s: %s", decision.describe(), outcome.message)
+    return decision
+
+
+def _status_of(rt: Runtime, week: str | None) -> EditionStatus | None:
+    if week is None:
+        return None
+    try:
+        return EditionStatus(editions.get_edition(rt, week).status)
+    except NotFound:
+        return None
+
+
+def run_weekly(settings: Settings, scheduler: BaseScheduler) -> weekly.Decision | None:
+    """The weekly job: decide and send; on failure, decide again in a minute.
+
+    A failure at start is usually the database or Redis not up yet; waiting a week for the
+    next fire would lose the catch-up, so a one-off retry asks again (the grace still applies).
+    """
+    try:
+        return send_due_week(settings)
+    except Exception:
+        log.exception("weekly run failed; deciding again in %d s", RETRY_AFTER_S)
+        scheduler.add_job(
+            run_weekly,
+            DateTrigger(datetime.now(settings.tz) + timedelta(seconds=RETRY_AFTER_S)),
+            args=[settings, scheduler],
+            id=WEEKLY_RETRY_JOB,
+            misfire_grace_time=None,
+            replace_existing=True,
+        )
+        return None
 
 
 def send_alerts(settings: Settings) -> list[str]:
@@ -58,16 +123,27 @@ def send_alerts(settings: Settings) -> list[str]:
 
 
 def build(settings: Settings) -> BlockingScheduler:
-    """A scheduler with the weekly job on the configured crontab and time zone."""
+    """A scheduler whose weekly job runs once at start, then on the configured crontab and zone."""
     scheduler = BlockingScheduler(timezone=settings.tz)
+    now = datetime.now(settings.tz)
     scheduler.add_job(
-        send_current_week,
+        run_weekly,
+        DateTrigger(now),
+        args=[settings, scheduler],
+        id=WEEKLY_CATCH_UP_JOB,
+        misfire_grace_time=None,
+    )
+    scheduler.add_job(
+        run_weekly,
         CronTrigger.from_crontab(settings.weekly_cron, timezone=settings.tz),
-        args=[settings],
-        id="weekly-edition",
+        args=[settings, scheduler],
+        id=WEEKLY_JOB,
+        # APScheduler would count the first fire from now, and from inside the hour a spring
+        # change skips it misses that day's fire; the decision counts it from an earlier fire.
+        next_run_time=weekly.fire_times(settings.weekly_cron, settings.tz, now).next_at,
         coalesce=True,
         max_instances=1,
-        misfire_grace_time=6 * 3600,
+        misfire_grace_time=None,  # lateness is the decision's business, against its own grace
         replace_existing=True,
     )
     scheduler.add_job(
@@ -82,20 +158,14 @@ def build(settings: Settings) -> BlockingScheduler:
     return scheduler
 
 
-def next_run(settings: Settings) -> datetime | None:
-    """When the weekly job fires next."""
-    trigger = CronTrigger.from_crontab(settings.weekly_cron, timezone=settings.tz)
-    return trigger.get_next_fire_time(None, datetime.now(settings.tz))
-
-
 def run(settings: Settings) -> None:
     """Run the schedule until SIGINT/SIGTERM."""
     scheduler = build(settings)
     log.info(
-        "weekly edition scheduled: %r (%s), next run %s",
+        "weekly edition scheduled: %r (%s), missed fires sent within %d s",
         settings.weekly_cron,
         settings.timezone,
-        next_run(settings),
+        settings.misfire_grace_s,
     )
     try:
         scheduler.start()

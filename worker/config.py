@@ -69,6 +69,7 @@ class Settings(BaseSettings):
     domain_rates: str = ""
     weekly_cron: str = "0 15 * * fri"
     timezone: str = "UTC"
+    misfire_grace_s: int = Field(default=21600, ge=0)
     digest_max: int = Field(default=10, ge=1, le=100)
     subscribe_rate: str = "10/minute"
     stuck_after_s: int = Field(default=120, ge=5)

@@ -1,0 +1,1 @@
+"""Sending: planning, rendering, building and delivering editions and alerts."""
