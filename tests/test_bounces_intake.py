@@ -100,7 +100,7 @@ def test_a_dsn_arriving_at_its_verp_address_suppresses_the_subscriber(
         [event] = session.execute(select(BounceEvent)).scalars().all()
     assert (event.kind, event.reason, event.source, event.status_code) == (
         "hard",
-        "user_unknown",
+        "userunknown",
         "dsn",
         "5.1.1",
     )
@@ -236,7 +236,7 @@ def test_three_soft_bounces_on_distinct_days_suspend_and_a_success_resets(
                 session,
                 BounceFacts(
                     kind="soft",
-                    reason="mailbox_full",
+                    reason="mailboxfull",
                     source="dsn",
                     recipient="flaky@example.com",
                     status="4.2.2",

@@ -67,8 +67,8 @@ def refusal_facts(
     found = classify(None, text, code)
     kind: str = found.kind
     reason = found.reason
-    if kind not in ("sender", "soft", "complaint"):
-        kind, reason = "hard", reason if kind == "hard" else "user_unknown"
+    if reason in ("onhold", "undefined") and (code is None or code >= 500):
+        kind, reason = "hard", "userunknown"  # refused at RCPT for no other reason
     return BounceFacts(
         kind=kind,
         reason=reason,
