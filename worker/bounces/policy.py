@@ -33,6 +33,7 @@ class BounceFacts:
     edition_id: int | None = None
     provider_event_id: str | None = None
     received_at: datetime | None = None
+    delayed: bool = False  # a delay notice: recorded, never a strike
 
 
 @dataclass(frozen=True)
@@ -120,7 +121,7 @@ def record_bounce(session: Session, facts: BounceFacts, policy: Policy) -> Outco
             ),
         )
     status = _SUPPRESS.get(facts.kind)
-    if status is None and facts.kind == "soft":
+    if status is None and facts.kind == "soft" and not facts.delayed:
         since = received_at - timedelta(days=policy.soft_bounce_window_days)
         days = store.count_soft_bounce_days(session, facts.subscriber_id, since)
         if days >= policy.soft_bounce_limit:
