@@ -63,6 +63,8 @@ CASES: list[tuple[str | None, int | None, str, str, str]] = [
     (None, 450, "4.2.0 <x@example.com>: Recipient address rejected: Greylisted, see "
      "http://postgrey.schweikert.ch/help/example.com.html", "sender", "blocked"),
     (None, 451, "Temporary local problem - please try later", "sender", "systemerror"),
+    (None, 550, 'unrouteable mail domain "example.net"', "soft", "networkerror"),
+    (None, 554, "5.4.6 Too many hops", "soft", "networkerror"),
     ("4.4.7", None, "retry timeout exceeded", "soft", "expired"),
     ("5.4.7", None, "smtp; 550 4.4.7 QUEUE.Expired; message expired", "soft", "expired"),
     (None, 450, "4.1.1 <x@example.com>: Recipient address rejected: User unknown in local "
@@ -95,7 +97,7 @@ CASES: list[tuple[str | None, int | None, str, str, str]] = [
      "https://help.yahoo.com/kb/postmaster/SLN7253.html", "sender", "policyviolation"),
     (None, 554, "5.7.1 <x@example.org>: Relay access denied", "sender", "norelaying"),
     ("5.7.1", None, "", "sender", "securityerror"),
-    (None, 550, "administrative prohibition", "sender", "policyviolation"),
+    (None, 550, "administrative prohibition", "sender", "rejected"),  # Exim: an ACL refused us
     (None, 421, "4.7.0 [TSS04] Messages from 192.0.2.1 temporarily deferred due to unexpected "
      "volume or user complaints", "sender", "ratelimited"),
     (None, 421, "4.7.28 Gmail has detected an unusual rate of unsolicited mail originating "
@@ -113,6 +115,15 @@ CASES: list[tuple[str | None, int | None, str, str, str]] = [
      "sender", "notcompliantrfc"),
     (None, 554, "5.7.1 Message rejected: Email address is not verified. Mailer program exited "
      "with status 1. Command output: procmail: Unable to treat", "sender", "mailererror"),
+    (None, 550, "Sender verify failed", "sender", "rejected"),
+    (None, 421, "4.7.0 Too many connections from your host.", "sender", "toomanyconn"),
+    (None, 552, "5.7.0 This message was blocked because it has a potentially executable "
+     "attachment", "sender", "virusdetected"),
+    (None, 554, "5.6.0 This message contains invalid MIME headers.", "sender", "contenterror"),
+    (None, 550, "5.7.1 Client host rejected: cannot find your hostname, [192.0.2.1]",
+     "sender", "requireptr"),
+    (None, 550, "5.7.1 Email rejected per DMARC policy for example.com", "sender",
+     "authfailure"),
     # --- nothing to act on ---------------------------------------------------------------------
     ("2.0.0", None, "smtp; 250 2.0.0 OK 1700000000 a1-20020a05", "ignored", "delivered"),
     ("2.0.0", None, "relayed to non-DSN-aware mailer", "ignored", "delivered"),

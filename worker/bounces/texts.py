@@ -67,7 +67,7 @@ PROVIDER_PHRASES: Final[tuple[tuple[str, str], ...]] = (
     (r"\[TSS09\]|permanently deferred", "blocked"),
     (r"MAILBOX NOT FOUND", "userunknown"),
     (
-        r"not accepting mail (with attachments|from)|"
+        r"not accepting mail from|"
         r"only accepting mail from specific email addresses",
         "filtered",
     ),
@@ -105,11 +105,21 @@ PHRASES: Final[tuple[tuple[str, str], ...]] = (
         r"mailbox exceeds allowed size",
         "mailboxfull",
     ),
+    (
+        r"does not have enough space|exceeded storage allocation|mail quota exceeded|"
+        r"space has been used up|is over (the )?quota|would be over the allowed quota|"
+        r"too much mail data|boite du destinataire pleine",
+        "mailboxfull",
+    ),
     # The message is too big.
     (
         r"message (size )?(exceeds|is larger than|too (big|large|long))|message size \d+ exceeds|"
         r"size limit|exceeds? (the )?(maximum|fixed) (message )?size|max(imum)? message size|"
         r"message too large|SIZE=Message too big|exceeded maximum inbound message size",
+        "mesgtoobig",
+    ),
+    (
+        r"mail file size exceeds",
         "mesgtoobig",
     ),
     # The account exists but is disabled or suspended.
@@ -128,6 +138,14 @@ PHRASES: Final[tuple[tuple[str, str], ...]] = (
     ),
     # Greylisting: the receiver refuses our IP until we come back later.
     (r"greylist|graylist|grey-list|gray-list", "blocked"),
+    (
+        r"blacklisted by|rejected based on blacklist|not currently accepting mail from your ip|"
+        r"dynamic/zombied|hosts with dynamic ip|dynamic ips|sender ip address rejected|"
+        r"listed as abusive|too many spams from your ip|network is temporar(il)?y blacklisted|"
+        r"is blocked by earthlink|was blocked by|access from ip address .{0,60} blocked|"
+        r"mail server at .{0,80} is blocked|you are not allowed to connect|rejecting open proxy",
+        "blocked",
+    ),
     # Relaying refused: the recipient's domain is not served where we sent.
     (
         r"relay(ing)? (access )?(denied|not (permitted|allowed))|not permitted to relay|"
@@ -143,6 +161,14 @@ PHRASES: Final[tuple[tuple[str, str], ...]] = (
         r"sender (has|with) (a )?null mx",
         "rejected",
     ),
+    (
+        r"empty envelope senders not allowed|null sender is not allowed|invalid sender|"
+        r"returned mail not accepted here|unroutable sender address|mail from not owned by user|"
+        r"sender is spammer|your email address has been blacklisted|"
+        r"too many spam complaints|outgoing mail suspension|administrative prohibition|"
+        r"is a dead domain",
+        "rejected",
+    ),
     # Challenge-response systems hold our mail until we prove we are a person.
     (r"not pre-approved|challenge[- ]response", "securityerror"),
     # Authentication of our mail failed.
@@ -156,6 +182,12 @@ PHRASES: Final[tuple[tuple[str, str], ...]] = (
     # Our IP has no reverse DNS.
     (
         r"reverse dns|no ptr|ptr record|reverse (lookup|resolution)|no rdns|rdns (lookup )?fail",
+        "requireptr",
+    ),
+    (
+        r"ptr-records|invalid rdns|ip name lookup failed|cannot find your hostname|"
+        r"forward dns entry does not point to the sending ip|unresolvable relay host name|"
+        r"mismatches client ip|unverif(i|y)able sending ips",
         "requireptr",
     ),
     # Our IP or domain is on a block list.
@@ -174,9 +206,22 @@ PHRASES: Final[tuple[tuple[str, str], ...]] = (
         r"sending (quota|limit)|throttl|please slow down|try again later.{0,40}too fast",
         "ratelimited",
     ),
+    (
+        r"please try again slower|max emails per hour",
+        "ratelimited",
+    ),
     (r"too many (connections|concurrent|simultaneous)|connection limit", "toomanyconn"),
+    (
+        r"too many (smtp sessions|errors from your ip)|connection (rate )?limit|"
+        r"trop de connexions|maximum connection limit",
+        "toomanyconn",
+    ),
     # Our content carried a virus.
     (r"\bvirus\b|malware|infected|\bworm\b|trojan", "virusdetected"),
+    (
+        r"potentially executable attachment|form of attachment has been used",
+        "virusdetected",
+    ),
     # Our content looks like spam.
     (
         r"\bspam\b|antispam|anti-spam|spamming|unsolicited|bulk (e-?mail|mail)|\bUBE\b|\bjunk\b|"
@@ -186,17 +231,34 @@ PHRASES: Final[tuple[tuple[str, str], ...]] = (
         r"uribl|classification as bulk",
         "spamdetected",
     ),
+    (
+        r"probable spam|message filtered|mail content denied|rejected for policy reasons|"
+        r"recurrent pattern detection|spam-like|spam points|unacceptable content|banned content",
+        "spamdetected",
+    ),
     # Our message broke a local policy.
     (
         r"policy reasons|policy violation|violat(es|ion of) (our|the|local) policy|"
         r"security policies|message not accepted for policy|awaits moderator approval|"
-        r"held until the list moderator|administrative prohibition",
+        r"held until the list moderator",
+        "policyviolation",
+    ),
+    (
+        r"closed mailing list|denied by policy|"
+        r"not accepting mail with (attachments|embedded images)|message given low priority|"
+        r"messages with multiple addresses|protocol violation|header are not accepted",
         "policyviolation",
     ),
     # Our message is malformed.
     (
         r"improper use of 8-bit|8-?bit data in (the )?(message )?header|header (error|syntax)|"
         r"invalid (mime|header)|too many received headers",
+        "contenterror",
+    ),
+    (
+        r"too many received: headers|mime complexity exceeds|"
+        r"improperly-formatted binary content|unnecessary base64|"
+        r"header size, or recipient list, exceeds",
         "contenterror",
     ),
     (
@@ -209,6 +271,13 @@ PHRASES: Final[tuple[tuple[str, str], ...]] = (
         r"local problem|"
         r"encountered an error while being processed|"
         r"not unique\. Several matches|service (currently )?unavailable",
+        "systemerror",
+    ),
+    (
+        r"local error in processing|configuration error|queue file write error|"
+        r"can't create user output file|remote server is misconfigured|"
+        r"would create a mail loop|loop was found in the mail exchanger|"
+        r"interrupted system call|timeout waiting for input|no mdb",
         "systemerror",
     ),
     (r"Command output:|command died|child status|mailer .{0,40}exited|X-Unix", "mailererror"),
@@ -224,16 +293,33 @@ PHRASES: Final[tuple[tuple[str, str], ...]] = (
         r"TEMP_FAILURE|not been collected after \d+ days",
         "expired",
     ),
+    (
+        r"message timed out|could not be delivered for more than|after \d+ tries|"
+        r"retry time not reached for any host after a long failure period",
+        "expired",
+    ),
     # A name server that failed for now says nothing about the domain.
     (r"host not found, try again|temporary failure in name resolution", "networkerror"),
+    (
+        r"unrouteable mail domain|unroutable mail domain|hop count exceeded|"
+        r"mail forwarding loop for|forwarding loop count exceeded|host is unreachable|"
+        r"host name lookup failure|unable to resolve route|"
+        r"dns records for the destination computer could not be found",
+        "networkerror",
+    ),
     # The recipient's domain does not exist.
     (
         r"host or domain name not found|domain (name )?not found|no such domain|"
-        r"domain (does not|doesn't) exist|unrouteable (mail )?domain|unroutable domain|"
+        r"domain (does not|doesn't) exist|"
         r"unrouteable address|unroutable address|"
         r"couldn't find any host named|could not find any host|name or service not known|"
         r"\bhost unknown\b|unknown host|no (valid )?(mx|mail exchanger) (record|host)s?\b|"
         r"name server: .{0,80}host not found|DNS Error: Domain name not found",
+        "hostunknown",
+    ),
+    (
+        r"domain is not reachable|domain must exist|host unreachable|"
+        r"mail domain mentioned in email address is unknown|unknown domain name",
         "hostunknown",
     ),
     # Something between us and them failed.
@@ -269,6 +355,18 @@ PHRASES: Final[tuple[tuple[str, str], ...]] = (
         r"no longer valid|is not a known user|"
         r"not have a final email delivery point|no matches to nameserver query|"
         r"did not exactly match|access denied\. AS\(",
+        "userunknown",
+    ),
+    (
+        r"archived recipient|can't accept user|destination addresses were unknown|"
+        r"destination server rejected recipients|email address could not be found|"
+        r"invalid mailbox|mailbox is inactive|mailbox not present|no account by that name|"
+        r"no such person at this address|non-?existent user|not a local address|"
+        r"recipient is not local|recipient not (found|ok)|there is no one at this address|"
+        r"address no longer accepts mail|missing home directory|user not active|"
+        r"invalid or unknown virtual user|no valid recipients|in my badrcptto list|"
+        r"#5\.1\.1 bad address|the following recipients was undeliverable|"
+        r"email name is not found",
         "userunknown",
     ),
 )
