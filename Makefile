@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-fast test-all lint bench clean
+.PHONY: demo test test-fast test-all lint bench bounce-report clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/throughput.py --subscribers 20000
+
+## agreement of the bounce classifier with the labelled corpus, per MTA and per reason
+bounce-report: $(STAMP)
+	$(BIN)/python -m tests.bounce_report
 
 clean:
 	rm -rf $(VENV) data .pytest_cache

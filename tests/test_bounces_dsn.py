@@ -81,7 +81,7 @@ def test_a_complaint_with_a_redacted_recipient_still_names_our_delivery() -> Non
 
 def test_an_out_of_office_reply_is_ignored_never_counted() -> None:
     (finding,) = parse_bounce((CORPUS / "auto_reply_out_of_office.eml").read_bytes()).findings
-    assert (finding.kind, finding.reason) == ("ignored", "auto_reply")
+    assert (finding.kind, finding.reason) == ("ignored", "vacation")
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in BAD.glob("*.eml")))

@@ -100,7 +100,7 @@ def test_a_dsn_arriving_at_its_verp_address_suppresses_the_subscriber(
         [event] = session.execute(select(BounceEvent)).scalars().all()
     assert (event.kind, event.reason, event.source, event.status_code) == (
         "hard",
-        "user_unknown",
+        "userunknown",
         "dsn",
         "5.1.1",
     )
@@ -236,7 +236,7 @@ def test_three_soft_bounces_on_distinct_days_suspend_and_a_success_resets(
                 session,
                 BounceFacts(
                     kind="soft",
-                    reason="mailbox_full",
+                    reason="mailboxfull",
                     source="dsn",
                     recipient="flaky@example.com",
                     status="4.2.2",
@@ -252,6 +252,34 @@ def test_three_soft_bounces_on_distinct_days_suspend_and_a_success_resets(
     assert soft(0.01) is None  # same day: still one day
     assert soft(1) is None
     assert soft(2) == "bounced"
+
+
+def test_delay_notices_on_three_days_are_recorded_but_are_no_strikes(rt: Runtime) -> None:
+    subscribe(rt, ("slow@example.com", "", ()))
+    with rt.session() as session:
+        subscriber = store.get_subscriber_by_email(session, "slow@example.com")
+        assert subscriber is not None
+        sid = subscriber.id
+    later = utcnow() + timedelta(hours=1)
+    for day in range(3):
+        with rt.session() as session, session.begin():
+            outcome = record_bounce(
+                session,
+                BounceFacts(
+                    kind="soft",
+                    reason="networkerror",
+                    source="dsn",
+                    recipient="slow@example.com",
+                    status="4.4.1",
+                    diagnostic="connect to mx.example.com: Connection timed out",
+                    subscriber_id=sid,
+                    received_at=later + timedelta(days=day),
+                    delayed=True,
+                ),
+                Policy(soft_bounce_limit=3, soft_bounce_window_days=30),
+            )
+        assert (outcome.recorded, outcome.subscriber_status) == (True, None)
+    assert _status(rt, "slow@example.com") == "active"
 
 
 def test_sender_problems_do_not_penalise_the_subscriber(
@@ -406,3 +434,59 @@ def test_the_bounce_mailbox_is_read_once_and_emptied(
     assert _status(rt, "imap-full@example.com") == "active"
     kept = list((rt.settings.data_dir / "bounces" / "kept").glob("*.eml"))
     assert len(kept) == 1
+
+
+def _events(rt: Runtime) -> list[tuple[str, str, str]]:
+    with rt.session() as session:
+        rows = session.execute(select(BounceEvent)).scalars().all()
+        return sorted((e.recipient, e.kind, e.reason) for e in rows)
+
+
+def test_a_notice_naming_six_disabled_accounts_records_all_six(rt: Runtime) -> None:
+    # flufl.bounce's yahoo_08: sent to a list address, not to one of our VERP addresses.
+    people = [f"user{c}@example.com" for c in "abcdef"]
+    subscribe(rt, *[(e, "", ()) for e in people])
+    raw = (DATA / "bounces" / "corpus" / "flufl" / "yahoo_08.eml").read_bytes()
+    result = intake_for(rt).process(raw, "yahoo_08.eml")
+    assert result.outcome == "recorded"
+    assert _events(rt) == [(e, "soft", "suspend") for e in people]
+
+
+def test_a_verp_token_of_ours_narrows_a_bounce_to_its_one_delivery(
+    rt: Runtime,
+    worker: Callable[[], None],
+    smtp: SmtpHandler,
+) -> None:
+    _sent_edition(rt, worker, "walter@example.net", "xavier@example.net")
+    # One message of ours went to one address: a second recipient in the report is not ours.
+    bounce = _bounce_for(smtp, "walter@example.net", "dsn_nonstandard_fields.eml")
+    result = intake_for(rt).process(bounce, "two.eml")
+    assert result.outcome == "recorded"
+    assert [r for r, _, _ in _events(rt)] == ["walter@example.net"]
+    assert _status(rt, "xavier@example.net") == "active"
+
+
+def test_a_delay_notice_is_recorded_as_a_delay_and_suppresses_no_one(rt: Runtime) -> None:
+    subscribe(rt, ("user@example.com", "", ()))
+    raw = (DATA / "bounces" / "corpus" / "flanker" / "no-mx.eml").read_bytes()
+    for copy in range(3):  # three days of warnings are still no bounce
+        result = intake_for(rt).process(raw + b"\n" * (copy + 1), f"delay-{copy}.eml")
+        assert result.outcome == "recorded"
+        [finding] = result.findings
+        assert (finding.action, finding.reason, finding.kind) == ("delayed", "networkerror", "soft")
+    assert _status(rt, "user@example.com") == "active"
+
+
+def test_each_json_line_carries_the_reason_and_whether_it_is_a_delay(rt: Runtime) -> None:
+    raw = (DATA / "bounces" / "corpus" / "flanker" / "no-mx.eml").read_bytes()
+    result = intake_for(rt).process(raw, "no-mx.eml", dry_run=True)
+    [line] = list(result.lines())
+    assert line == {
+        "file": "no-mx.eml",
+        "recipient": "user@example.com",
+        "kind": "soft",
+        "reason": "networkerror",
+        "action": "delayed",
+        "status": "4.4.4",
+        "diagnostic": "454 4.4.4 [internal] no MX or A for domain",
+    }

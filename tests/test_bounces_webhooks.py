@@ -176,7 +176,7 @@ def test_an_ses_bounce_becomes_one_hard_event_per_bounced_recipient(post, sns):
 
     assert [e.recipient for e in result.events] == ["jane@example.com", "richard@example.com"]
     jane, richard = result.events
-    assert {(e.kind, e.reason) for e in result.events} == {("hard", "user_unknown")}
+    assert {(e.kind, e.reason) for e in result.events} == {("hard", "userunknown")}
     assert jane.provider == "ses"
     assert jane.event_id == "19ba9823-d7f2-53c1-860e-cb10e0d13dfc:jane@example.com"
     assert richard.event_id == "19ba9823-d7f2-53c1-860e-cb10e0d13dfc:richard@example.com"
@@ -210,7 +210,7 @@ def test_the_text_cannot_soften_a_bounce_the_provider_calls_permanent(post, sns)
 
     kinds = {(e.kind, e.reason) for e in post("ses", sns.sign(envelope)).events}
 
-    assert kinds == {("hard", "unknown")}
+    assert kinds == {("hard", "undefined")}
 
 
 def test_an_ses_complaint_becomes_a_complaint_event(post, sns):
@@ -219,7 +219,7 @@ def test_an_ses_complaint_becomes_a_complaint_event(post, sns):
     assert (event.recipient, event.kind, event.reason) == (
         "mary@example.com",
         "complaint",
-        "complaint",
+        "feedback",
     )
     assert event.event_id == "5c1e2b7a-3f0d-5e8c-9b2a-7d4e1f0a6c3b:mary@example.com"
     assert event.message_id == OUR_MESSAGE_ID
@@ -396,17 +396,17 @@ def test_the_greeting_ses_posts_when_a_topic_is_set_up_yields_no_event(post, sns
 @pytest.mark.parametrize(
     ("bounce_type", "sub_type", "kind", "reason"),
     [
-        ("Permanent", "NoEmail", "hard", "user_unknown"),
-        ("Permanent", "Suppressed", "hard", "suppressed"),
-        ("Permanent", "OnAccountSuppressionList", "hard", "suppressed"),
-        ("Transient", "MailboxFull", "soft", "mailbox_full"),
-        ("Transient", "MessageTooLarge", "soft", "message_too_big"),
-        ("Transient", "ContentRejected", "sender", "filtered"),
-        ("Transient", "AttachmentRejected", "sender", "filtered"),
-        ("Permanent", "General", "hard", "unknown"),
-        ("Transient", "General", "soft", "unknown"),
-        ("Undetermined", "Undetermined", "soft", "unknown"),
-        ("Permanent", "SomethingNew", "hard", "unknown"),
+        ("Permanent", "NoEmail", "hard", "userunknown"),
+        ("Permanent", "Suppressed", "hard", "userunknown"),
+        ("Permanent", "OnAccountSuppressionList", "hard", "userunknown"),
+        ("Transient", "MailboxFull", "soft", "mailboxfull"),
+        ("Transient", "MessageTooLarge", "soft", "mesgtoobig"),
+        ("Transient", "ContentRejected", "sender", "policyviolation"),
+        ("Transient", "AttachmentRejected", "sender", "policyviolation"),
+        ("Permanent", "General", "hard", "undefined"),
+        ("Transient", "General", "soft", "undefined"),
+        ("Undetermined", "Undetermined", "soft", "undefined"),
+        ("Permanent", "SomethingNew", "hard", "undefined"),
     ],
 )
 def test_ses_bounce_types_map_to_kinds_by_table(bounce_type, sub_type, kind, reason):
@@ -431,15 +431,15 @@ def test_a_sendgrid_batch_yields_bounce_drop_deferral_and_complaint_but_not_open
         "mary@example.com",
     ]
     bounce, dropped, deferred, spam = events
-    assert (bounce.kind, bounce.reason, bounce.status) == ("hard", "user_unknown", "5.1.1")
+    assert (bounce.kind, bounce.reason, bounce.status) == ("hard", "userunknown", "5.1.1")
     assert bounce.event_id == "Ym91bmNlLTAtMjQ2ODEzNTctdGVzdA"
     assert bounce.message_id == OUR_MESSAGE_ID
     assert bounce.occurred_at == datetime(2026, 11, 27, 15, 0, 5, tzinfo=UTC)
     assert bounce.raw["bounce_classification"] == "Invalid Address"
-    assert (dropped.kind, dropped.reason) == ("hard", "previously_bounced")
-    assert (deferred.kind, deferred.reason, deferred.status) == ("soft", "mailbox_full", "4.2.2")
+    assert (dropped.kind, dropped.reason) == ("hard", "userunknown")
+    assert (deferred.kind, deferred.reason, deferred.status) == ("soft", "mailboxfull", "4.2.2")
     assert deferred.diagnostic.startswith("452 4.2.2")
-    assert (spam.kind, spam.reason) == ("complaint", "complaint")
+    assert (spam.kind, spam.reason) == ("complaint", "feedback")
     assert {e.provider for e in events} == {"sendgrid"}
 
 
@@ -518,26 +518,26 @@ def test_unknown_sendgrid_event_types_are_accepted_and_yield_nothing(post, sendg
         (
             {"event": "bounce", "type": "blocked", "bounce_classification": "Content"},
             "sender",
-            "filtered",
+            "policyviolation",
         ),
         (
             {"event": "bounce", "type": "blocked", "bounce_classification": "Invalid Address"},
             "hard",
-            "user_unknown",
+            "userunknown",
         ),
         (
             {"event": "dropped", "reason": "Spam Reporting Address"},
             "complaint",
-            "previously_complained",
+            "feedback",
         ),
         ({"event": "dropped", "reason": "Unsubscribed Address"}, "ignored", "unsubscribed"),
         (
             {"event": "dropped", "reason": "Spam Content (if spam checker app enabled)"},
             "sender",
-            "spam",
+            "spamdetected",
         ),
-        ({"event": "dropped", "reason": "Invalid"}, "hard", "invalid_address"),
-        ({"event": "spamreport"}, "complaint", "complaint"),
+        ({"event": "dropped", "reason": "Invalid"}, "hard", "userunknown"),
+        ({"event": "spamreport"}, "complaint", "feedback"),
     ],
 )
 def test_sendgrid_events_map_to_kinds_by_table(item, kind, reason):
@@ -567,7 +567,7 @@ def test_a_postmark_bounce_becomes_a_hard_event(post):
     (event,) = post("postmark", body, basic_auth(POSTMARK_USER, POSTMARK_PASSWORD)).events
 
     assert (event.provider, event.recipient) == ("postmark", "jane@example.com")
-    assert (event.kind, event.reason) == ("hard", "user_unknown")
+    assert (event.kind, event.reason) == ("hard", "userunknown")
     assert event.event_id == "4323372036854775807"
     assert event.message_id == "883953f4-6105-42a2-a16a-77a8eac79483"
     assert event.status == "5.1.1"
@@ -584,7 +584,7 @@ def test_a_postmark_spam_complaint_becomes_a_complaint_event(post):
     assert (event.recipient, event.kind, event.reason) == (
         "mary@example.com",
         "complaint",
-        "complaint",
+        "feedback",
     )
     assert event.event_id == "4323372036854775808"
 
@@ -611,13 +611,13 @@ def test_wrong_postmark_credentials_are_refused(post, headers):
 @pytest.mark.parametrize(
     ("record_type", "bounce_type", "kind", "reason"),
     [
-        ("Bounce", "BadEmailAddress", "hard", "invalid_address"),
-        ("Bounce", "AutoResponder", "ignored", "auto_reply"),
-        ("Bounce", "DMARCPolicy", "sender", "auth_failure"),
-        ("Bounce", "SpamNotification", "sender", "spam"),
-        ("Bounce", "Transient", "soft", "unknown"),
-        ("Bounce", "SomethingNew", "soft", "unknown"),
-        ("SpamComplaint", None, "complaint", "complaint"),
+        ("Bounce", "BadEmailAddress", "hard", "userunknown"),
+        ("Bounce", "AutoResponder", "ignored", "vacation"),
+        ("Bounce", "DMARCPolicy", "sender", "authfailure"),
+        ("Bounce", "SpamNotification", "sender", "spamdetected"),
+        ("Bounce", "Transient", "soft", "undefined"),
+        ("Bounce", "SomethingNew", "soft", "undefined"),
+        ("SpamComplaint", None, "complaint", "feedback"),
     ],
 )
 def test_postmark_bounce_types_map_to_kinds_by_table(record_type, bounce_type, kind, reason):
@@ -647,7 +647,7 @@ def test_a_mailgun_permanent_failure_becomes_a_hard_event(post):
     (event,) = post("mailgun", body).events
 
     assert (event.provider, event.recipient) == ("mailgun", "jane@example.com")
-    assert (event.kind, event.reason) == ("hard", "user_unknown")
+    assert (event.kind, event.reason) == ("hard", "userunknown")
     assert event.event_id == "G9Bn5sl1TC6nu79C8C0bwg"
     assert event.message_id == OUR_MESSAGE_ID
     assert event.status == "5.1.1"
@@ -663,7 +663,7 @@ def test_a_mailgun_temporary_failure_becomes_a_soft_event(post):
     assert (event.recipient, event.kind, event.reason) == (
         "alex@example.com",
         "soft",
-        "mailbox_full",
+        "mailboxfull",
     )
     assert event.status == "4.2.2"
     assert event.event_id == "Fs7-5t81S2ufMBaGE4UHMA"
@@ -677,7 +677,7 @@ def test_a_mailgun_complaint_becomes_a_complaint_event(post):
     assert (event.recipient, event.kind, event.reason) == (
         "mary@example.com",
         "complaint",
-        "complaint",
+        "feedback",
     )
     assert event.event_id == "ncV2XwymRUKbPek_MIM-Gw"
 
@@ -763,12 +763,12 @@ def test_malformed_mailgun_json_is_a_payload_error(post):
         (
             {"event": "failed", "severity": "permanent", "reason": "suppress-bounce"},
             "hard",
-            "previously_bounced",
+            "userunknown",
         ),
         (
             {"event": "failed", "severity": "permanent", "reason": "suppress-complaint"},
             "complaint",
-            "previously_complained",
+            "feedback",
         ),
         (
             {"event": "failed", "severity": "permanent", "reason": "suppress-unsubscribe"},
@@ -777,11 +777,11 @@ def test_malformed_mailgun_json_is_a_payload_error(post):
         ),
         (
             {"event": "failed", "severity": "temporary", "reason": "greylisted"},
-            "soft",
-            "delayed",
+            "sender",
+            "blocked",
         ),
-        ({"event": "failed", "severity": "permanent", "reason": "bounce"}, "hard", "unknown"),
-        ({"event": "complained"}, "complaint", "complaint"),
+        ({"event": "failed", "severity": "permanent", "reason": "bounce"}, "hard", "undefined"),
+        ({"event": "complained"}, "complaint", "feedback"),
     ],
 )
 def test_mailgun_failures_map_to_kinds_by_table(data, kind, reason):

@@ -21,7 +21,7 @@ KINDS: tuple[Kind, ...] = ("hard", "soft", "complaint", "sender", "ignored")
 
 @dataclass(frozen=True)
 class Classification:
-    """The class of a bounce and the reason behind it (``user_unknown``, ``mailbox_full``...)."""
+    """The class of a bounce and the reason behind it (sisimai's names: ``userunknown``...)."""
 
     kind: Kind
     reason: str
@@ -29,13 +29,23 @@ class Classification:
 
 @dataclass(frozen=True)
 class BounceFinding:
-    """One recipient found in a bounce message, classified."""
+    """One recipient found in a bounce message, classified.
+
+    ``action`` says what the message reports: ``failed``, ``delayed`` (a delay notice: recorded,
+    never a strike), ``delivered``, ``relayed``, ``complaint`` or ``autoreply``.
+    """
 
     recipient: str | None
     kind: Kind
     reason: str
     status: str | None
     diagnostic: str
+    action: str = "failed"
+
+    @property
+    def delayed(self) -> bool:
+        """True for a delay notice: the message is still being retried."""
+        return self.action == "delayed"
 
 
 @dataclass(frozen=True)

@@ -65,6 +65,8 @@ class IntakeResult:
                 "file": self.source,
                 "recipient": None,
                 "kind": "ignored",
+                "reason": None,
+                "action": None,
                 "status": None,
                 "diagnostic": f"{self.outcome}: {self.reason}",
             }
@@ -73,6 +75,8 @@ class IntakeResult:
                 "file": self.source,
                 "recipient": finding.recipient,
                 "kind": finding.kind,
+                "reason": finding.reason,
+                "action": finding.action,
                 "status": finding.status,
                 "diagnostic": finding.diagnostic,
             }
@@ -166,9 +170,9 @@ class Intake:
                 return result
             if not counted:
                 return result
-            # One message of ours went to one address; with several failed recipients (a
-            # forwarded list), each is matched on its own.
-            targets = counted if len(counted) > 1 and not parsed.verp_addresses else counted[:1]
+            # A token of ours names the one message, to one address, that this is about; without
+            # one (a list's or a forwarder's bounce), every recipient named is matched on its own.
+            targets = counted[:1] if self._carries_token(parsed) else counted
             for finding in targets:
                 found = match_bounce(
                     session, self.secret_key, self.bounce_local_part, parsed, finding.recipient
@@ -194,12 +198,19 @@ class Intake:
                         delivery_id=found.delivery_id,
                         edition_id=found.edition_id,
                         received_at=utcnow(),
+                        delayed=finding.delayed,
                     ),
                     self.policy,
                 )
             if not dry_run and result.outcome != "recorded":
                 store.update_inbound(session, key, result.outcome, result.reason)
         return result
+
+    def _carries_token(self, parsed: ParsedBounce) -> bool:
+        """True when the bounce came back to one of our VERP addresses or returned our token."""
+        return parsed.original_delivery_token is not None or any(
+            token_from_address(a, self.bounce_local_part) for a in parsed.verp_addresses
+        )
 
     def _keep(self, raw: bytes, source: str, reason: str, dry_run: bool) -> IntakeResult:
         """Set a message we cannot understand aside, with the reason, for a human to read."""

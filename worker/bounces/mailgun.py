@@ -30,17 +30,17 @@ SeenToken = Callable[[str], bool]
 
 # ``severity`` of a failed event -> (kind, reason).
 SEVERITIES: dict[str, tuple[Kind, str]] = {
-    "permanent": ("hard", "unknown"),
-    "temporary": ("soft", "unknown"),
+    "permanent": ("hard", "undefined"),
+    "temporary": ("soft", "undefined"),
 }
 
 # ``reason`` of a failed event -> (kind, reason), where it says more than the severity.
 # Mailgun's "suppress-*" reasons mean it did not even try: the address is on its lists.
 FAILURE_REASONS: dict[str, tuple[Kind, str]] = {
-    "suppress-bounce": ("hard", "previously_bounced"),
-    "suppress-complaint": ("complaint", "previously_complained"),
+    "suppress-bounce": ("hard", "userunknown"),
+    "suppress-complaint": ("complaint", "feedback"),
     "suppress-unsubscribe": ("ignored", "unsubscribed"),
-    "greylisted": ("soft", "delayed"),
+    "greylisted": ("sender", "blocked"),  # the receiver makes new senders wait
     "espblock": ("sender", "blocked"),
 }
 
@@ -159,7 +159,7 @@ def parse(payload: Mapping[str, Any]) -> list[ProviderEvent]:
 def event_class(data: Mapping[str, Any]) -> tuple[Kind, str, bool]:
     """Map a failed/complained event to (kind, reason, whether the text may refine it)."""
     if data.get("event") == "complained":
-        return "complaint", "complaint", False
+        return "complaint", "feedback", False
     by_reason = FAILURE_REASONS.get(str(data.get("reason", "")))
     if by_reason is not None:
         return by_reason[0], by_reason[1], False

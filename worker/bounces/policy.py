@@ -33,6 +33,7 @@ class BounceFacts:
     edition_id: int | None = None
     provider_event_id: str | None = None
     received_at: datetime | None = None
+    delayed: bool = False  # a delay notice: recorded, never a strike
 
 
 @dataclass(frozen=True)
@@ -67,8 +68,8 @@ def refusal_facts(
     found = classify(None, text, code)
     kind: str = found.kind
     reason = found.reason
-    if kind not in ("sender", "soft", "complaint"):
-        kind, reason = "hard", reason if kind == "hard" else "user_unknown"
+    if reason in ("onhold", "undefined") and (code is None or code >= 500):
+        kind, reason = "hard", "userunknown"  # refused at RCPT for no other reason
     return BounceFacts(
         kind=kind,
         reason=reason,
@@ -120,7 +121,7 @@ def record_bounce(session: Session, facts: BounceFacts, policy: Policy) -> Outco
             ),
         )
     status = _SUPPRESS.get(facts.kind)
-    if status is None and facts.kind == "soft":
+    if status is None and facts.kind == "soft" and not facts.delayed:
         since = received_at - timedelta(days=policy.soft_bounce_window_days)
         days = store.count_soft_bounce_days(session, facts.subscriber_id, since)
         if days >= policy.soft_bounce_limit:

@@ -22,22 +22,22 @@ PROVIDER = "postmark"
 # Bounce ``Type`` -> (kind, reason, refine). refine lets the text classifier name a precise
 # reason where Postmark's type is a catch-all.
 BOUNCE_TYPES: dict[str, tuple[Kind, str, bool]] = {
-    "HardBounce": ("hard", "unknown", True),
-    "BadEmailAddress": ("hard", "invalid_address", False),
-    "SoftBounce": ("soft", "unknown", True),
-    "Transient": ("soft", "unknown", True),
-    "DnsError": ("soft", "network", True),
-    "Unknown": ("soft", "unknown", True),
-    "SpamComplaint": ("complaint", "complaint", False),
+    "HardBounce": ("hard", "undefined", True),
+    "BadEmailAddress": ("hard", "userunknown", False),
+    "SoftBounce": ("soft", "undefined", True),
+    "Transient": ("soft", "undefined", True),
+    "DnsError": ("soft", "networkerror", True),
+    "Unknown": ("soft", "undefined", True),
+    "SpamComplaint": ("complaint", "feedback", False),
     # A receiving filter judged our message, not the reader's address.
-    "SpamNotification": ("sender", "spam", False),
-    "VirusNotification": ("sender", "filtered", False),
+    "SpamNotification": ("sender", "spamdetected", False),
+    "VirusNotification": ("sender", "virusdetected", False),
     "Blocked": ("sender", "blocked", True),
-    "DMARCPolicy": ("sender", "auth_failure", False),
-    "Unconfirmed": ("sender", "unconfirmed_sender", False),
-    "SMTPApiError": ("sender", "smtp_api_error", False),
-    "TemplateRenderingFailed": ("sender", "template_error", False),
-    "AutoResponder": ("ignored", "auto_reply", False),
+    "DMARCPolicy": ("sender", "authfailure", False),
+    "Unconfirmed": ("sender", "rejected", False),
+    "SMTPApiError": ("sender", "syntaxerror", False),
+    "TemplateRenderingFailed": ("sender", "contenterror", False),
+    "AutoResponder": ("ignored", "vacation", False),
     "AddressChange": ("ignored", "address_change", False),
     "ChallengeVerification": ("ignored", "challenge", False),
     "OpenRelayTest": ("ignored", "open_relay_test", False),
@@ -46,7 +46,7 @@ BOUNCE_TYPES: dict[str, tuple[Kind, str, bool]] = {
     "ManuallyDeactivated": ("ignored", "manually_deactivated", False),
     "InboundError": ("ignored", "inbound_error", False),
 }
-_UNKNOWN_TYPE: tuple[Kind, str, bool] = ("soft", "unknown", True)
+_UNKNOWN_TYPE: tuple[Kind, str, bool] = ("soft", "undefined", True)
 
 RELEVANT_RECORD_TYPES = frozenset({"Bounce", "SpamComplaint"})
 

@@ -28,30 +28,30 @@ DEFAULT_REPLAY_WINDOW_S = 300.0
 
 # ``type`` of a bounce event -> (kind, reason). "blocked" is SendGrid's temporary refusal.
 BOUNCE_TYPES: dict[str, tuple[Kind, str]] = {
-    "bounce": ("hard", "unknown"),
-    "blocked": ("soft", "unknown"),
+    "bounce": ("hard", "undefined"),
+    "blocked": ("soft", "undefined"),
 }
 
 # ``bounce_classification`` -> (kind, reason) where it settles the matter. "Mailbox
 # Unavailable", "Technical Failure" and "Unclassified" do not: the type and the text decide.
 BOUNCE_CLASSIFICATIONS: dict[str, tuple[Kind, str]] = {
-    "Invalid Address": ("hard", "user_unknown"),
+    "Invalid Address": ("hard", "userunknown"),
     # These three are about our message, IP or rate, not the reader's address.
-    "Content": ("sender", "filtered"),
+    "Content": ("sender", "policyviolation"),
     "Reputation": ("sender", "blocked"),
-    "Frequency or Volume Too High": ("sender", "rate_limited"),
+    "Frequency or Volume Too High": ("sender", "ratelimited"),
 }
 
 # ``reason`` of a dropped event -> (kind, reason). SendGrid drops without trying to deliver.
 DROP_REASONS: dict[str, tuple[Kind, str]] = {
-    "Bounced Address": ("hard", "previously_bounced"),
-    "Invalid": ("hard", "invalid_address"),
-    "Spam Reporting Address": ("complaint", "previously_complained"),
+    "Bounced Address": ("hard", "userunknown"),
+    "Invalid": ("hard", "userunknown"),
+    "Spam Reporting Address": ("complaint", "feedback"),
     "Unsubscribed Address": ("ignored", "unsubscribed"),
-    "Invalid SMTPAPI header": ("sender", "invalid_request"),
-    "Recipient List over Package Quota": ("sender", "quota_exceeded"),
+    "Invalid SMTPAPI header": ("sender", "syntaxerror"),
+    "Recipient List over Package Quota": ("sender", "ratelimited"),
 }
-_DROP_FALLBACK: tuple[Kind, str] = ("sender", "dropped")
+_DROP_FALLBACK: tuple[Kind, str] = ("sender", "policyviolation")
 
 RELEVANT_EVENTS = frozenset({"bounce", "dropped", "deferred", "spamreport"})
 
@@ -119,13 +119,13 @@ def event_class(item: dict[str, Any]) -> tuple[Kind, str, bool]:
     """Map one SendGrid event to (kind, reason, whether the text may refine it)."""
     name = item["event"]
     if name == "spamreport":
-        return "complaint", "complaint", False
+        return "complaint", "feedback", False
     if name == "deferred":
-        return "soft", "delayed", True
+        return "soft", "expired", True
     if name == "dropped":
         kind, reason = DROP_REASONS.get(str(item.get("reason", "")), _DROP_FALLBACK)
         if str(item.get("reason", "")).startswith("Spam Content"):
-            kind, reason = "sender", "spam"
+            kind, reason = "sender", "spamdetected"
         return kind, reason, False
     kind, reason = BOUNCE_TYPES.get(str(item.get("type") or "bounce"), BOUNCE_TYPES["bounce"])
     classified = BOUNCE_CLASSIFICATIONS.get(str(item.get("bounce_classification", "")))

@@ -62,31 +62,32 @@ _SIGNATURE_HASHES: dict[str, type[hashes.HashAlgorithm]] = {
 # (bounceType, bounceSubType) -> (kind, reason, refine): refine lets the text classifier name
 # a more precise reason when SES's own subtype is a catch-all.
 BOUNCE_TYPES: dict[tuple[str, str], tuple[Kind, str, bool]] = {
-    ("Undetermined", "Undetermined"): ("soft", "unknown", True),
-    ("Permanent", "General"): ("hard", "unknown", True),
-    ("Permanent", "NoEmail"): ("hard", "user_unknown", False),
-    ("Permanent", "Suppressed"): ("hard", "suppressed", False),
-    ("Permanent", "OnAccountSuppressionList"): ("hard", "suppressed", False),
-    ("Transient", "General"): ("soft", "unknown", True),
-    ("Transient", "MailboxFull"): ("soft", "mailbox_full", False),
-    ("Transient", "MessageTooLarge"): ("soft", "message_too_big", False),
+    ("Undetermined", "Undetermined"): ("soft", "undefined", True),
+    ("Permanent", "General"): ("hard", "undefined", True),
+    ("Permanent", "NoEmail"): ("hard", "userunknown", False),
+    # SES suppresses an address after it bounced as unknown (or we listed it as such).
+    ("Permanent", "Suppressed"): ("hard", "userunknown", False),
+    ("Permanent", "OnAccountSuppressionList"): ("hard", "userunknown", False),
+    ("Transient", "General"): ("soft", "undefined", True),
+    ("Transient", "MailboxFull"): ("soft", "mailboxfull", False),
+    ("Transient", "MessageTooLarge"): ("soft", "mesgtoobig", False),
     # Content refusals are about our message, not the reader's address.
-    ("Transient", "ContentRejected"): ("sender", "filtered", False),
-    ("Transient", "AttachmentRejected"): ("sender", "filtered", False),
+    ("Transient", "ContentRejected"): ("sender", "policyviolation", False),
+    ("Transient", "AttachmentRejected"): ("sender", "policyviolation", False),
 }
 _BOUNCE_TYPE_FALLBACK: dict[str, tuple[Kind, str, bool]] = {
-    "Permanent": ("hard", "unknown", True),
-    "Transient": ("soft", "unknown", True),
+    "Permanent": ("hard", "undefined", True),
+    "Transient": ("soft", "undefined", True),
 }
 
 # ARF feedback types (RFC 5965) -> (kind, reason), as the DSN parser reads them.
 COMPLAINT_TYPES: dict[str, tuple[Kind, str]] = {
-    "abuse": ("complaint", "complaint"),
-    "fraud": ("complaint", "complaint"),
-    "virus": ("complaint", "complaint"),
-    "other": ("complaint", "complaint"),
+    "abuse": ("complaint", "feedback"),
+    "fraud": ("complaint", "feedback"),
+    "virus": ("complaint", "feedback"),
+    "other": ("complaint", "feedback"),
     # An authentication-failure report is about our DKIM/SPF, not a reader marking spam.
-    "auth-failure": ("sender", "auth_failure"),
+    "auth-failure": ("sender", "authfailure"),
     "not-spam": ("ignored", "not_spam"),
 }
 
@@ -297,7 +298,7 @@ def bounce_class(bounce_type: str | None, sub_type: str | None) -> tuple[Kind, s
     found = BOUNCE_TYPES.get((bounce_type or "", sub_type or ""))
     if found is not None:
         return found
-    return _BOUNCE_TYPE_FALLBACK.get(bounce_type or "", ("soft", "unknown", True))
+    return _BOUNCE_TYPE_FALLBACK.get(bounce_type or "", ("soft", "undefined", True))
 
 
 def _bounce_events(envelope: Mapping[str, Any], ses_event: dict[str, Any]) -> list[ProviderEvent]:
@@ -334,10 +335,10 @@ def _complaint_events(
     complaint = _object(ses_event, "complaint")
     kind: Kind
     if complaint.get("complaintSubType") == "OnAccountSuppressionList":
-        kind, reason = "complaint", "suppressed"
+        kind, reason = "complaint", "userunknown"
     else:
         feedback = text_or_none(complaint.get("complaintFeedbackType"))
-        kind, reason = COMPLAINT_TYPES.get(feedback or "abuse", ("complaint", "complaint"))
+        kind, reason = COMPLAINT_TYPES.get(feedback or "abuse", ("complaint", "feedback"))
     occurred_at = iso_time(complaint.get("timestamp")) or iso_time(envelope.get("Timestamp"))
     diagnostic = text_or_none(complaint.get("userAgent")) or ""
     message_id = _message_id(ses_event)
