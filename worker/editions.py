@@ -429,7 +429,10 @@ def deliver(rt: Runtime, delivery_id: int, retry_later: Callable[[int, float], N
         rt.identity,
         message_id,
         now,
-        extra_headers={"X-Newsletter-Delivery": token},
+        extra_headers={
+            "X-Newsletter-Delivery": token,
+            "Feedback-ID": rt.identity.feedback_id(edition.week, edition.kind),
+        },
     )
     envelope_from = verp_address(rt.settings.bounce_local_part, rt.settings.bounce_domain, token)
     if rt.settings.send_rate > 0 or rt.settings.domain_rates:
@@ -592,7 +595,10 @@ def test_send(rt: Runtime, email: str, week: str, now: datetime) -> str:
         message_id,
         now,
         subject_prefix="[TEST] ",
-        extra_headers={"X-Newsletter-Test": "yes"},
+        extra_headers={
+            "X-Newsletter-Test": "yes",
+            "Feedback-ID": rt.identity.feedback_id(week, "test"),
+        },
     )
     rt.transport.send(rt.settings.bounce_address, email, data)
     return message_id

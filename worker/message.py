@@ -16,6 +16,7 @@ from datetime import datetime
 from email.header import Header
 from email.utils import format_datetime, formataddr, parseaddr
 
+from worker.dkim import Signer
 from worker.render import RenderedMail, Spliced
 
 
@@ -31,10 +32,28 @@ class Recipient:
 
 @dataclass(frozen=True)
 class Identity:
-    """The sender's side of every message, fixed per process."""
+    """The sender's side of every message, fixed per process: who it is from, the list, the
+    sender id of Gmail's feedback loop and, when DKIM is configured, the signer."""
 
     mail_from: str
     list_id: str
+    sender_id: str = "verdicts"
+    signer: Signer | None = field(default=None, compare=False)
+
+    def feedback_id(self, campaign: str, kind: str) -> str:
+        """Gmail's ``Feedback-ID: a:b:c:SenderId``: campaign, kind of mail, the stream and us.
+
+        Complaint rates are reported per field, so every field names a group of mails
+        (an edition, "digest" or "alert"), never a reader.
+        """
+        fields = (campaign, kind, "newsletter", self.sender_id)
+        return ":".join(value.replace(":", "-") for value in fields)
+
+    def sign(self, message: bytes, date: datetime) -> bytes:
+        """``message`` with a DKIM signature in front when a signer is configured."""
+        if self.signer is None:
+            return message
+        return self.signer.sign_message(message, int(date.timestamp()))
 
 
 def _header_value(value: str) -> str:
@@ -163,7 +182,8 @@ def build_message(
     extra_headers: Mapping[str, str] | None = None,
     subject_prefix: str = "",
 ) -> bytes:
-    """The full message for one recipient, CRLF line endings, ready for SMTP or a file."""
+    """The full message for one recipient, CRLF line endings, ready for SMTP or a file;
+    DKIM-signed when the identity has a signer."""
     prepared = mail if isinstance(mail, PreparedMail) else prepare(mail)
     values = {
         "name": recipient.name,
@@ -193,10 +213,8 @@ def build_message(
         'Content-Type: text/{}; charset="utf-8"\r\n'
         "Content-Transfer-Encoding: quoted-printable\r\n\r\n"
     )
-    return b"".join(
+    body = b"".join(
         [
-            head,
-            b"\r\n",
             sep,
             part_head.format("plain").encode(),
             prepared.text.fill(values, escape=False),
@@ -208,3 +226,6 @@ def build_message(
             f"--{boundary}--\r\n".encode(),
         ]
     )
+    if identity.signer is not None:
+        head = identity.signer.signature(headers, body, int(date.timestamp())) + head
+    return b"".join([head, b"\r\n", body])
