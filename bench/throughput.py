@@ -358,7 +358,7 @@ def sample_message(rt: Runtime, week: str, ids: tuple[int, ...]) -> bytes:
             values["preferences_url"],
         ),
         rt.identity,
-        message_id_for(1, week, rt.settings.mail_domain),
+        message_id_for(1, week, rt.settings.mail_domain, rt.secret_key, "sample"),
         utcnow(),
         extra_headers={"X-Newsletter-Delivery": "x" * 40},
     )

@@ -422,7 +422,9 @@ def deliver(rt: Runtime, delivery_id: int, retry_later: Callable[[int, float], N
     mail = rt.mail_for(edition.week, picks, edition.kind)
     unsubscribe_url, preferences_url = links_for(rt, claim.token)
     token = verp_token(rt.secret_key, delivery_id)
-    message_id = message_id_for(delivery_id, edition.week, rt.settings.mail_domain)
+    message_id = message_id_for(
+        delivery_id, edition.week, rt.settings.mail_domain, rt.secret_key, claim.token
+    )
     data = build_message(
         mail,
         Recipient(claim.email, claim.name, unsubscribe_url, preferences_url),

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import binascii
 import functools
+import hashlib
+import hmac
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -163,9 +165,20 @@ def prepare(mail: RenderedMail) -> PreparedMail:
     return PreparedMail(mail.subject, QpTemplate.of(mail.html), QpTemplate.of(mail.text))
 
 
-def message_id_for(delivery_id: int, week: str, domain: str) -> str:
-    """The Message-ID of a delivery: stable, so a resend of the same delivery is recognisable."""
-    return f"<d{delivery_id}.{week}@{domain}>"
+def message_id_for(
+    delivery_id: int, week: str, domain: str, secret_key: str, subscriber_token: str
+) -> str:
+    """The Message-ID of a delivery: the same for every attempt at it, so a receiver can drop
+    a duplicate, and never reused by another install or after a database reset.
+
+    Its last part is keyed by the install's secret and the subscriber's token, a random
+    value made with the subscriber row: a new data dir or a new database gives new ones,
+    while the delivery id and week alone would repeat.
+    """
+    mac = hmac.new(
+        secret_key.encode(), f"message-id:{delivery_id}:{subscriber_token}".encode(), hashlib.sha256
+    )
+    return f"<d{delivery_id}.{week}.{mac.hexdigest()[:16]}@{domain}>"
 
 
 def test_message_id(domain: str) -> str:
