@@ -806,7 +806,7 @@ def _print_summary(view: editions.EditionStatusView, elapsed_s: float) -> None:
     err.print(table)
 
 
-# --- deliverability: DKIM keys ------------------------------------------------
+# --- deliverability: DKIM keys and the DNS check ------------------------------------------------
 
 dkim_app = typer.Typer(help="DKIM keys that sign every mail.", no_args_is_help=True)
 app.add_typer(dkim_app, name="dkim")
@@ -859,6 +859,32 @@ def dkim_keygen(
         f"NEWSLETTER_DKIM_KEY_FILE={path.resolve()}",
         markup=False,
     )
+
+
+@app.command()
+def doctor(
+    nameserver: Annotated[
+        str | None,
+        typer.Option(help="Ask this DNS server (IP[:port]), e.g. your domain's, not the system's."),
+    ] = None,
+) -> None:
+    """Check SPF, DKIM and DMARC records against the settings, and the settings themselves."""
+    from worker.doctor import DnsResolver, Setup, run_checks
+
+    resolver = DnsResolver(nameserver)
+    checks = run_checks(Setup.from_settings(load_settings()), resolver)
+    colour = {"ok": "green", "warn": "yellow", "fail": "red"}
+    width = max(len(c.name) for c in checks)
+    for check in checks:
+        out.print(
+            f"[{colour[check.status]}]{check.status:<4}[/] {check.name:<{width}}  ",
+            end="",
+        )
+        out.print(check.detail, markup=False, soft_wrap=True)
+    failed = sum(c.status == "fail" for c in checks)
+    if failed:
+        err.print(f"{failed} check(s) failed")
+        raise typer.Exit(1)
 
 
 # --- entry point ------------------------------------------------------------------------------
