@@ -223,7 +223,10 @@ def test_alerts_confirmations_and_test_sends_are_signed_too(
     "body",
     [
         b"plain line\r\n",
-        b"two  spaces and   three\r\nnext    line\r\n",
+        b"two  spaces and   three\r\nnext    line\r\nfive     six      x\r\n",
+        b"  \r\nx\r\n",
+        b"   run at the start, odd\r\n",
+        b"a  \r\n",
         b"trailing space \r\nand a tab\there\r\n",
         b"trailing blank lines\r\n\r\n\r\n",
         b"no final line break",
