@@ -221,7 +221,9 @@ def relaxed_header(name: str, value: str) -> bytes:
     """One header field, relaxed: lower-case name, unfolded value, runs of WSP as one space,
     no WSP at either end of the value; CRLF-terminated."""
     unfolded = value.replace("\r\n", "")
-    return f"{name.lower()}:{_WSP.sub(' ', unfolded).strip(' ')}\r\n".encode()
+    if "\t" in unfolded or "  " in unfolded:
+        unfolded = _WSP.sub(" ", unfolded)
+    return f"{name.lower()}:{unfolded.strip(' ')}\r\n".encode()
 
 
 def relaxed_body(body: bytes) -> bytes:
@@ -264,6 +266,7 @@ class _Plan:
 
     picks: tuple[int, ...]  # index of the field each h= entry signs, -1 for none (null string)
     prefix: str  # the folded tags before t=, bh= and b=
+    canonical_prefix: bytes  # "dkim-signature:" and the prefix, relaxed
 
 
 def _fold_tags(first: str, tags: Sequence[str], width: int) -> str:
@@ -330,7 +333,7 @@ class Signer:
         h_lines = _fold_names(h_names, LINE_MAX - 1)
         h_lines[-1] += ";"
         prefix = head + "\r\n\t" + "\r\n\t".join(h_lines)
-        plan = _Plan(tuple(picks), prefix)
+        plan = _Plan(tuple(picks), prefix, relaxed_header("dkim-signature", prefix)[:-2])
         self._plans[names] = plan
         return plan
 
@@ -342,10 +345,12 @@ class Signer:
         names = tuple(name.lower() for name, _ in fields)
         plan = self._plan(names)
         stamp = int(time.time()) if now_s is None else now_s
-        value = f"{plan.prefix}\r\n\tt={stamp}; bh={body_hash(body)};\r\n\tb="
+        tags = f"t={stamp}; bh={body_hash(body)};"
+        value = f"{plan.prefix}{CONTINUE}{tags}{CONTINUE}b="
         signed = [relaxed_header(*fields[i]) for i in plan.picks if i >= 0]
-        # The signature field itself is hashed last, with an empty b= and no CRLF.
-        signed.append(relaxed_header("dkim-signature", value)[:-2])
+        # The signature field itself is hashed last, relaxed, with an empty b= and no CRLF;
+        # each fold (CRLF TAB) of it becomes one space.
+        signed.append(plan.canonical_prefix + f" {tags} b=".encode())
         raw = base64.b64encode(self.key.sign(b"".join(signed))).decode()
         # b= starts on a line of its own; FWS inside it is ignored by verifiers.
         first = LINE_MAX - len("\tb=")
