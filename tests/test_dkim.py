@@ -26,6 +26,7 @@ from worker import editions, readers, store, transactional
 from worker.config import Settings, load_settings
 from worker.dkim import (
     DkimKey,
+    Signer,
     generate_key,
     key_pem,
     read_key,
@@ -239,6 +240,26 @@ def test_alerts_confirmations_and_test_sends_are_signed_too(
 )
 def test_our_relaxed_body_is_dkimpys(body: bytes) -> None:
     assert relaxed_body(body) == Relaxed.canonicalize_body(body)
+
+
+@pytest.mark.parametrize("key_type", ["rsa", "ed25519"])
+def test_a_message_with_raw_8bit_and_folded_headers_verifies(
+    keys: dict[str, tuple[DkimKey, Path]], key_type: str
+) -> None:
+    key = keys[key_type][0]
+    message = (
+        "From: Zoë <verdicts@news.example.com>\r\n"
+        "To: José <josé@exämple.com>\r\n"
+        "Subject:  Zwei   Leerzeichen\r\n\tund gefaltet \r\n"
+        "Date: Fri, 27 Nov 2026 15:00:00 +0000\r\n"
+        "Message-ID: <x.1@news.example.com>\r\n"
+        "\r\n"
+        "Grüße  aus\tder Küche \r\n\r\n"
+    ).encode().replace(b"gefaltet", b"gefaltet \xfe") + b"\xff not utf-8\r\n"
+    signed = Signer(DOMAIN, SELECTOR, key).sign_message(message)
+    assert signed.endswith(message)
+    assert verifies(signed, key)
+    assert not verifies(signed.replace("Küche".encode(), b"Kuche"), key)
 
 
 # --- keys and configuration -------------------------------------------------------------------

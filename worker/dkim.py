@@ -223,7 +223,8 @@ def relaxed_header(name: str, value: str) -> bytes:
     unfolded = value.replace("\r\n", "")
     if "\t" in unfolded or "  " in unfolded:
         unfolded = _WSP.sub(" ", unfolded)
-    return f"{name.lower()}:{unfolded.strip(' ')}\r\n".encode()
+    # surrogateescape: bytes that were not UTF-8 (read by ``sign_message``) go back unchanged.
+    return f"{name.lower()}:{unfolded.strip(' ')}\r\n".encode("utf-8", "surrogateescape")
 
 
 def relaxed_body(body: bytes) -> bytes:
