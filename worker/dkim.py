@@ -175,7 +175,7 @@ def generate_key(key_type: str) -> DkimKey:
         return DkimKey(rsa.generate_private_key(public_exponent=65537, key_size=RSA_BITS))
     if key_type == "ed25519":
         return DkimKey(ed25519.Ed25519PrivateKey.generate())
-    raise InputError(f"unknown key type {key_type!r}: expected rsa or ed25519")
+    raise InputError(f"unknown key type {key_type!r}: expected {' or '.join(KEY_TYPES)}")
 
 
 def key_pem(key: DkimKey) -> bytes:

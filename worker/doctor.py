@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Literal, Protocol
 from dkim.util import InvalidTagValueList, parse_tag_value
 
 from worker.dkim import DkimKey, read_key, record_name
-from worker.errors import ConfigError, InputError
+from worker.errors import ConfigError, InputError, LookupFailed
 
 if TYPE_CHECKING:
     from worker.config import Settings
@@ -27,10 +27,6 @@ Status = Literal["ok", "warn", "fail"]
 
 # Top-level domains that no inbox provider can look up (RFC 2606, RFC 6761, RFC 6762).
 _RESERVED_TLDS = ("localhost", "test", "example", "invalid", "local")
-
-
-class LookupFailed(Exception):
-    """A DNS query got no answer either way (timeout, SERVFAIL, no resolver)."""
 
 
 class TxtResolver(Protocol):
