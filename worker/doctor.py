@@ -204,7 +204,7 @@ def check_settings(setup: Setup) -> list[Check]:
     else:
         checks.append(Check("ok", "From domain", setup.from_domain))
     if setup.postal_address:
-        checks.append(Check("ok", "postal address", "set (shown in every mail's footer)"))
+        checks.append(Check("ok", "postal address", "NEWSLETTER_POSTAL_ADDRESS is set"))
     else:
         checks.append(
             Check(
