@@ -52,6 +52,7 @@ from sqlalchemy.engine import make_url  # noqa: E402
 from worker import editions, store  # noqa: E402
 from worker.config import load_settings  # noqa: E402
 from worker.demo import dated_samples  # noqa: E402
+from worker.dkim import generate_key, write_key  # noqa: E402
 from worker.message import Recipient, build_message, message_id_for  # noqa: E402
 from worker.models import Delivery, Edition, Subscriber, utcnow  # noqa: E402
 from worker.render import sample_values  # noqa: E402
@@ -358,7 +359,7 @@ def sample_message(rt: Runtime, week: str, ids: tuple[int, ...]) -> bytes:
             values["preferences_url"],
         ),
         rt.identity,
-        message_id_for(1, week, rt.settings.mail_domain),
+        message_id_for(1, week, rt.settings.mail_domain, rt.secret_key, "sample"),
         utcnow(),
         extra_headers={"X-Newsletter-Delivery": "x" * 40},
     )
@@ -409,6 +410,7 @@ class Options:
     profile: bool
     keep: bool
     baselines: bool
+    dkim: str = "none"
 
 
 @contextmanager
@@ -448,6 +450,7 @@ def run_one(
         "workers": opts.workers,
         "threads": opts.threads,
         "workdir": str(workdir),
+        "dkim": opts.dkim,
     }
     procs: list[subprocess.Popen[Any]] = []
     rt: Runtime | None = None
@@ -477,6 +480,8 @@ def run_one(
                 env["NEWSLETTER_DATABASE_URL"] = db_url
             if redis_handle.url:
                 env["NEWSLETTER_REDIS_URL"] = redis_handle.url
+            dkim_settings = dkim_setup(opts.dkim, workdir)
+            env.update({f"NEWSLETTER_{k.upper()}": str(v) for k, v in dkim_settings.items()})
 
             log(
                 f"[bold]{database}[/], {opts.subscribers:,} subscribers, {opts.workers} x "
@@ -490,6 +495,7 @@ def run_one(
                 "public_url": PUBLIC_URL,
                 "database_url": db_url,
                 "redis_url": redis_handle.url,
+                **dkim_settings,
             }
             settings = load_settings(**settings_overrides)
             now = utcnow()
@@ -637,6 +643,19 @@ def run_one(
             shutil.rmtree(workdir, ignore_errors=True)
     add_ratios(result)
     return result
+
+
+def dkim_setup(key_type: str, workdir: Path) -> dict[str, Any]:
+    """Settings that make every worker sign with a fresh key of ``key_type`` (none: unsigned)."""
+    if key_type == "none":
+        return {}
+    path = workdir / "dkim.pem"
+    write_key(generate_key(key_type), path)
+    return {
+        "dkim_domain": PUBLIC_URL.removeprefix("https://"),
+        "dkim_selector": "bench",
+        "dkim_key_file": path,
+    }
 
 
 def stop_orphan(pid: int | None, data_dir: Path) -> None:
@@ -972,6 +991,7 @@ def print_table(results: list[dict[str, Any]]) -> None:
         return "[green]✓[/]" if ok else "[red]✗[/]"
 
     row("message size", lambda r: f"{r['message_bytes'] / 1024:.1f} KB ({r['comparisons']} cmp)")
+    row("DKIM", lambda r: r.get("dkim", "none"))
     row("sink / redis", lambda r: f"{r['sink']} / {r['redis']}")
     row(
         "status (sent/total)",
@@ -1099,6 +1119,12 @@ def main() -> None:
         help="skip both baselines (quicker runs while profiling; no ratios)",
     )
     parser.add_argument("--keep", action="store_true", help="keep the temp dir and database")
+    parser.add_argument(
+        "--dkim",
+        choices=("none", "rsa", "ed25519"),
+        default="none",
+        help="sign every mail with a fresh RSA-2048 or Ed25519 key",
+    )
     args = parser.parse_args()
     if args.subscribers < 1:
         parser.error("--subscribers must be at least 1")
@@ -1113,6 +1139,7 @@ def main() -> None:
         args.profile,
         args.keep,
         args.baselines,
+        args.dkim,
     )
     databases = ("sqlite", "postgres") if args.database == "both" else (args.database,)
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)

@@ -2,13 +2,38 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import re
+import shutil
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
+from pathlib import Path
 
 import pytest
+import redis
+from sqlalchemy import text
+from sqlmodel import select
 
-from worker.message import Identity, QpTemplate, Recipient, _qp, build_message, prepare
+from tests.conftest import TABLES, SmtpHandler
+from tests.factories import comparison, load, subscribe
+from worker import editions
+from worker.bounces import ParsedBounce
+from worker.bounces.intake import match_bounce
+from worker.config import Settings
+from worker.db import make_engine
+from worker.message import (
+    Identity,
+    QpTemplate,
+    Recipient,
+    _qp,
+    build_message,
+    message_id_for,
+    prepare,
+)
+from worker.models import Delivery, utcnow
+from worker.planning import week_of
 from worker.render import Renderer, Spliced
+from worker.runtime import Runtime, open_runtime
 from worker.store import ComparisonView, ReviewView, ToolView
 
 NOW = datetime(2026, 11, 27, 15, 0, tzinfo=UTC)
@@ -89,3 +114,112 @@ def test_line_breaks_in_a_recipient_are_refused_not_cleaned(field: str) -> None:
         build_message(
             mail, Recipient(values["email"], values["name"], "u", "p"), IDENTITY, "<x@y>", NOW
         )
+
+
+# --- the headers inbox providers read -------------------------------------------------------
+
+
+def test_a_message_id_is_the_same_for_every_attempt_and_unique_across_installs() -> None:
+    one = message_id_for(7, "2026-W48", "news.example.com", "secret-a", "token-1")
+    assert one == message_id_for(7, "2026-W48", "news.example.com", "secret-a", "token-1")
+    assert re.fullmatch(r"<d7\.2026-W48\.[0-9a-f]{16}@news\.example\.com>", one)
+    others = {
+        message_id_for(7, "2026-W48", "news.example.com", "secret-b", "token-1"),  # other install
+        message_id_for(7, "2026-W48", "news.example.com", "secret-a", "token-2"),  # database reset
+        message_id_for(8, "2026-W48", "news.example.com", "secret-a", "token-1"),
+        message_id_for(7, "2026-W49", "news.example.com", "secret-a", "token-1"),
+    }
+    assert one not in others and len(others) == 4
+
+
+@pytest.mark.parametrize(
+    ("campaign", "kind", "expected"),
+    [
+        ("2026-W48", "digest", "2026-W48:digest:newsletter:verdicts"),
+        ("A12", "alert", "A12:alert:newsletter:verdicts"),
+        ("confirm", "transactional", "confirm:transactional:newsletter:verdicts"),
+        ("a:b", "test", "a-b:test:newsletter:verdicts"),  # ":" separates the fields
+    ],
+)
+def test_the_feedback_id_names_groups_of_mail_and_the_sender(
+    campaign: str, kind: str, expected: str
+) -> None:
+    assert IDENTITY.feedback_id(campaign, kind) == expected
+
+
+def _deliver_here(rt: Runtime, week: str, now: datetime) -> None:
+    """Send a week without a queue: fan out, then deliver every owed row in this thread."""
+    owed: list[int] = []
+    editions.start_send(
+        rt, week, now, lambda edition_id: editions.fan_out(rt, edition_id, owed.extend), owed.extend
+    )
+    for delivery_id in dict.fromkeys(owed):
+        editions.deliver(rt, delivery_id, lambda _id, _delay_s: None)
+
+
+def _one_reader_week(rt: Runtime, week: str, now: datetime) -> None:
+    load(rt, comparison("dev-duel", "Developer Tools", now - timedelta(minutes=5)))
+    subscribe(rt, ("ada@example.com", "Ada", ()))
+    _deliver_here(rt, week, now)
+
+
+@pytest.mark.parametrize("data_dir_kept", [False, True], ids=["fresh-data-dir", "database-reset"])
+def test_two_fresh_installs_sending_the_same_week_use_different_message_ids(
+    rt: Runtime,
+    smtp: SmtpHandler,
+    make_settings: Callable[..., Settings],
+    redis_client: redis.Redis,
+    stack: str,
+    sqlite_template: Path,
+    tmp_path: Path,
+    data_dir_kept: bool,
+) -> None:
+    now = utcnow()
+    week = week_of(now, UTC)
+    _one_reader_week(rt, week, now)
+
+    second = tmp_path / "second"
+    second.mkdir()
+    data_dir = rt.settings.data_dir if data_dir_kept else second
+    if stack == "embedded":
+        shutil.copy(sqlite_template, second / "newsletter.db")
+        url = f"sqlite:///{second / 'newsletter.db'}"
+    else:  # the same server, emptied, ids restarting at 1: a reset database
+        url = rt.settings.resolved_database_url
+        rt.close()
+        engine = make_engine(url)
+        with engine.begin() as conn:
+            conn.execute(text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE"))
+        engine.dispose()
+    other = open_runtime(
+        make_settings(data_dir=str(data_dir), database_url=url), redis_client=redis_client
+    )
+    try:
+        _one_reader_week(other, week, now)
+    finally:
+        other.close()
+
+    first, again = (r.message["Message-ID"] for r in smtp.to("ada@example.com"))
+    assert first.split(".")[:2] == again.split(".")[:2] == ["<d1", week]  # same delivery id
+    assert first != again
+
+
+def test_an_edition_mail_carries_feedback_id_precedence_and_a_message_id_bounces_can_find(
+    rt: Runtime, smtp: SmtpHandler
+) -> None:
+    now = utcnow()
+    week = week_of(now, UTC)
+    _one_reader_week(rt, week, now)
+    [received] = smtp.received
+    msg = received.message
+    assert msg["Feedback-ID"] == f"{week}:digest:newsletter:verdicts"
+    assert msg["Precedence"] == "bulk"
+    assert msg["List-Id"] == "Weekly AI Tool Verdicts <verdicts.news.example.com>"
+
+    # The delivery keeps the Message-ID it was sent with: a bounce quoting only that finds it.
+    with rt.session() as session:
+        [delivery] = session.exec(select(Delivery)).all()
+        assert delivery.message_id == msg["Message-ID"]
+        parsed = ParsedBounce(findings=(), original_message_id=msg["Message-ID"])
+        match = match_bounce(session, rt.secret_key, "bounces", parsed, None)
+    assert match.delivery_id == delivery.id

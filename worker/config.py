@@ -22,6 +22,10 @@ from worker.errors import ConfigError
 
 PREFIX = "NEWSLETTER_"
 _RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*(second|minute|hour|s|m|h)\s*$")
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_DOMAIN = re.compile(rf"^(?=.{{1,253}}$)(?:{_LABEL}\.)+[A-Za-z0-9-]{{2,63}}$")
+_SELECTOR = re.compile(rf"^{_LABEL}(?:\.{_LABEL})*$")
+_SENDER_ID = re.compile(r"^[A-Za-z0-9._-]{5,15}$")
 _PER_S = {"second": 1.0, "s": 1.0, "minute": 60.0, "m": 60.0, "hour": 3600.0, "h": 3600.0}
 
 
@@ -91,6 +95,11 @@ class Settings(BaseSettings):
     postmark_password: str | None = None
     mailgun_signing_key: str | None = None
     log_level: str = "INFO"
+    postal_address: str | None = None
+    dkim_domain: str | None = None
+    dkim_selector: str | None = None
+    dkim_key_file: Path | None = None
+    feedback_sender_id: str = "verdicts"
 
     @field_validator("send_rate", mode="before")
     @classmethod
@@ -150,6 +159,38 @@ class Settings(BaseSettings):
         parts = urlsplit(value)
         if parts.scheme not in ("imap", "imaps") or not parts.hostname or not parts.username:
             raise ValueError("must look like imaps://user:pass@host/INBOX")
+        return value
+
+    @field_validator("dkim_domain")
+    @classmethod
+    def _dkim_domain(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        value = value.strip().rstrip(".").lower()
+        if not _DOMAIN.match(value):
+            raise ValueError(f"not a domain name: {value!r}")
+        return value
+
+    @field_validator("dkim_selector")
+    @classmethod
+    def _dkim_selector(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        if not _SELECTOR.match(value.strip()):
+            raise ValueError("letters, digits and '-', with '.' between labels (e.g. nl2026)")
+        return value.strip()
+
+    @field_validator("dkim_key_file", mode="before")
+    @classmethod
+    def _dkim_key_file(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @field_validator("feedback_sender_id")
+    @classmethod
+    def _feedback_sender_id(cls, value: str) -> str:
+        # Gmail's feedback loop reads 5 to 15 characters; ":" separates Feedback-ID's fields.
+        if not _SENDER_ID.match(value):
+            raise ValueError("5 to 15 letters, digits, '.', '_' or '-'")
         return value
 
     @field_validator("timezone")
@@ -255,12 +296,32 @@ def _secret(data_dir: Path, name: str, given: str | None) -> str:
     return value
 
 
-def load_settings(**overrides: Any) -> Settings:
-    """Read the environment (plus ``overrides``), create the data dir and fill in the secrets."""
+def _check_dkim(settings: Settings) -> None:
+    """DKIM needs its three settings together: a partial set is a mistake, not "off"."""
+    given = {
+        f"{PREFIX}DKIM_DOMAIN": settings.dkim_domain,
+        f"{PREFIX}DKIM_SELECTOR": settings.dkim_selector,
+        f"{PREFIX}DKIM_KEY_FILE": settings.dkim_key_file,
+    }
+    missing = [name for name, value in given.items() if not value]
+    if missing and len(missing) < len(given):
+        raise ConfigError(
+            " and ".join(missing),
+            "not set; DKIM signing needs all three of " + ", ".join(given) + " (or none of them)",
+        )
+
+
+def load_settings(*, check_dkim: bool = True, **overrides: Any) -> Settings:
+    """Read the environment (plus ``overrides``), create the data dir and fill in the secrets.
+
+    ``check_dkim=False`` lets ``dkim keygen`` run while the DKIM settings are half set up.
+    """
     try:
         settings = Settings(**overrides)
     except ValidationError as exc:
         raise _describe(exc.errors()[0]) from None
+    if check_dkim:
+        _check_dkim(settings)
     try:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         secret_key = _secret(settings.data_dir, "secret_key", settings.secret_key)

@@ -491,14 +491,19 @@ def _build(rt: Runtime, claim: Claim, edition: EditionInfo) -> tuple[str, str, b
     mail = rt.mail_for(edition.week, picks, edition.kind)
     unsubscribe_url, preferences_url = links_for(rt, claim.token)
     token = verp_token(rt.secret_key, claim.delivery_id)
-    message_id = message_id_for(claim.delivery_id, edition.week, rt.settings.mail_domain)
+    message_id = message_id_for(
+        claim.delivery_id, edition.week, rt.settings.mail_domain, rt.secret_key, claim.token
+    )
     data = build_message(
         mail,
         Recipient(claim.email, claim.name, unsubscribe_url, preferences_url),
         rt.identity,
         message_id,
         utcnow(),
-        extra_headers={"X-Newsletter-Delivery": token},
+        extra_headers={
+            "X-Newsletter-Delivery": token,
+            "Feedback-ID": rt.identity.feedback_id(edition.week, edition.kind),
+        },
     )
     envelope_from = verp_address(rt.settings.bounce_local_part, rt.settings.bounce_domain, token)
     return envelope_from, message_id, data
@@ -704,7 +709,10 @@ def test_send(rt: Runtime, email: str, week: str, now: datetime) -> str:
         message_id,
         now,
         subject_prefix="[TEST] ",
-        extra_headers={"X-Newsletter-Test": "yes"},
+        extra_headers={
+            "X-Newsletter-Test": "yes",
+            "Feedback-ID": rt.identity.feedback_id(week, "test"),
+        },
     )
     rt.transport.send(rt.settings.bounce_address, email, data)
     return message_id

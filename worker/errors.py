@@ -111,3 +111,10 @@ class WebhookAuthError(NewsletterError):
 
 class WebhookPayloadError(NewsletterError):
     """A provider webhook body is malformed."""
+
+
+# --- deliverability ----------------------------------------------------------------------------
+
+
+class LookupFailed(NewsletterError):
+    """A DNS query got no answer either way (timeout, SERVFAIL, no resolver)."""

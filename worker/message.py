@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import binascii
 import functools
+import hashlib
+import hmac
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -16,6 +18,7 @@ from datetime import datetime
 from email.header import Header
 from email.utils import format_datetime, formataddr, parseaddr
 
+from worker.dkim import Signer
 from worker.render import RenderedMail, Spliced
 
 
@@ -31,10 +34,28 @@ class Recipient:
 
 @dataclass(frozen=True)
 class Identity:
-    """The sender's side of every message, fixed per process."""
+    """The sender's side of every message, fixed per process: who it is from, the list, the
+    sender id of Gmail's feedback loop and, when DKIM is configured, the signer."""
 
     mail_from: str
     list_id: str
+    sender_id: str = "verdicts"
+    signer: Signer | None = field(default=None, compare=False)
+
+    def feedback_id(self, campaign: str, kind: str) -> str:
+        """Gmail's ``Feedback-ID: a:b:c:SenderId``: campaign, kind of mail, the stream and us.
+
+        Complaint rates are reported per field, so every field names a group of mails
+        (an edition, "digest" or "alert"), never a reader.
+        """
+        fields = (campaign, kind, "newsletter", self.sender_id)
+        return ":".join(value.replace(":", "-") for value in fields)
+
+    def sign(self, message: bytes, date: datetime) -> bytes:
+        """``message`` with a DKIM signature in front when a signer is configured."""
+        if self.signer is None:
+            return message
+        return self.signer.sign_message(message, int(date.timestamp()))
 
 
 def _header_value(value: str) -> str:
@@ -144,9 +165,20 @@ def prepare(mail: RenderedMail) -> PreparedMail:
     return PreparedMail(mail.subject, QpTemplate.of(mail.html), QpTemplate.of(mail.text))
 
 
-def message_id_for(delivery_id: int, week: str, domain: str) -> str:
-    """The Message-ID of a delivery: stable, so a resend of the same delivery is recognisable."""
-    return f"<d{delivery_id}.{week}@{domain}>"
+def message_id_for(
+    delivery_id: int, week: str, domain: str, secret_key: str, subscriber_token: str
+) -> str:
+    """The Message-ID of a delivery: the same for every attempt at it, so a receiver can drop
+    a duplicate, and never reused by another install or after a database reset.
+
+    Its last part is keyed by the install's secret and the subscriber's token, a random
+    value made with the subscriber row: a new data dir or a new database gives new ones,
+    while the delivery id and week alone would repeat.
+    """
+    mac = hmac.new(
+        secret_key.encode(), f"message-id:{delivery_id}:{subscriber_token}".encode(), hashlib.sha256
+    )
+    return f"<d{delivery_id}.{week}.{mac.hexdigest()[:16]}@{domain}>"
 
 
 def test_message_id(domain: str) -> str:
@@ -163,7 +195,8 @@ def build_message(
     extra_headers: Mapping[str, str] | None = None,
     subject_prefix: str = "",
 ) -> bytes:
-    """The full message for one recipient, CRLF line endings, ready for SMTP or a file."""
+    """The full message for one recipient, CRLF line endings, ready for SMTP or a file;
+    DKIM-signed when the identity has a signer."""
     prepared = mail if isinstance(mail, PreparedMail) else prepare(mail)
     values = {
         "name": recipient.name,
@@ -193,10 +226,8 @@ def build_message(
         'Content-Type: text/{}; charset="utf-8"\r\n'
         "Content-Transfer-Encoding: quoted-printable\r\n\r\n"
     )
-    return b"".join(
+    body = b"".join(
         [
-            head,
-            b"\r\n",
             sep,
             part_head.format("plain").encode(),
             prepared.text.fill(values, escape=False),
@@ -208,3 +239,6 @@ def build_message(
             f"--{boundary}--\r\n".encode(),
         ]
     )
+    if identity.signer is not None:
+        head = identity.signer.signature(headers, body, int(date.timestamp())) + head
+    return b"".join([head, b"\r\n", body])

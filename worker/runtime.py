@@ -23,6 +23,7 @@ from worker import store
 from worker.broker import connect_redis, make_broker
 from worker.config import Settings
 from worker.db import WriterLock, is_migrated, make_engine, migrate
+from worker.dkim import load_signer
 from worker.errors import DatabaseUnavailable
 from worker.message import Identity, PreparedMail, prepare
 from worker.planning import Candidate, category_key, pick_for, split_categories
@@ -197,5 +198,9 @@ def open_runtime(
         identity=Identity(
             mail_from=settings.mail_from,
             list_id=f"{name or 'Weekly AI Tool Verdicts'} <verdicts.{settings.mail_domain}>",
+            sender_id=settings.feedback_sender_id,
+            signer=load_signer(
+                settings.dkim_domain, settings.dkim_selector, settings.dkim_key_file
+            ),
         ),
     )

@@ -92,8 +92,10 @@ def build(
     identity: Identity,
     message_id: str,
     date: datetime,
+    feedback_id: str | None = None,
 ) -> bytes:
-    """A multipart/alternative message; the email package refuses CR/LF in any header."""
+    """A multipart/alternative message, DKIM-signed when the identity has a signer; the
+    email package refuses CR/LF in any header."""
     local, _, domain = to_email.rpartition("@")
     message = EmailMessage(policy=policy.SMTP if to_email.isascii() else policy.SMTPUTF8)
     message["From"] = identity.mail_from
@@ -102,9 +104,11 @@ def build(
     message["Date"] = format_datetime(date)
     message["Message-ID"] = message_id
     message["Auto-Submitted"] = "auto-generated"
+    if feedback_id:
+        message["Feedback-ID"] = feedback_id
     message.set_content(mail.text.fill(values, escape=False))
     message.add_alternative(mail.html.fill(values, escape=True), subtype="html")
-    return message.as_bytes()
+    return identity.sign(message.as_bytes(), date)
 
 
 def send(rt: Runtime, kind: str, subscriber_id: int) -> str:
@@ -126,7 +130,17 @@ def send(rt: Runtime, kind: str, subscriber_id: int) -> str:
         return f"skipped: subscriber is {subscriber.status}"
     mail, values = render(rt, kind, subscriber)
     message_id = f"<{kind}.{secrets.token_hex(8)}@{rt.settings.mail_domain}>"
-    data = build(mail, values, subscriber.name, subscriber.email, rt.identity, message_id, utcnow())
+    feedback_id = rt.identity.feedback_id(kind, "transactional")
+    data = build(
+        mail,
+        values,
+        subscriber.name,
+        subscriber.email,
+        rt.identity,
+        message_id,
+        utcnow(),
+        feedback_id,
+    )
     try:
         rt.transport.send(rt.settings.bounce_address, subscriber.email, data)
     except RecipientRefused as exc:

@@ -7,7 +7,7 @@ messages were already handled.
 Matching a bounce message, in order of trust:
 1. the VERP token of the address it came back to (``bounces+d<id>.<hmac>@…``), verified;
 2. the ``X-Newsletter-Delivery`` token in the returned original, verified;
-3. our Message-ID in the returned original (``<d<id>.<week>@…>``);
+3. our Message-ID in the returned original (``<d<id>.<week>.<hex>@…>``);
 4. the recipient address.
 A token that is present but fails verification is forged: such a message changes nothing.
 """
@@ -35,7 +35,10 @@ from worker.tokens import read_verp_token, token_from_address
 if TYPE_CHECKING:
     from worker.runtime import Runtime
 
-_OUR_MESSAGE_ID = re.compile(r"^<?d(\d{1,18})\.\d{4}-W\d{2}@[^>]+>?$")
+# Editions and alerts; the form without the keyed last part is that of mail sent before it.
+_OUR_MESSAGE_ID = re.compile(
+    r"^<?d(\d{1,18})\.(?:\d{4}-W\d{2}|A\d{1,18})(?:\.[0-9a-f]{16})?@[^>]+>?$"
+)
 _SEVERITY = {"complaint": 0, "hard": 1, "soft": 2, "sender": 3, "ignored": 4}
 
 
