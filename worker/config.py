@@ -82,6 +82,8 @@ class Settings(BaseSettings):
     postmark_username: str | None = None
     postmark_password: str | None = None
     mailgun_signing_key: str | None = None
+    postal_address: str | None = None
+    edition_intro: str = ""
     log_level: str = "INFO"
 
     @field_validator("public_url")
