@@ -10,6 +10,7 @@ from typing import Any
 from worker import store
 from worker.loading import import_comparisons
 from worker.runtime import Runtime
+from worker.store import ComparisonView, ReviewView, ToolView
 from worker.subscribers import SubscriberInput
 
 
@@ -53,6 +54,40 @@ def comparison(
         ],
         "reviews": reviews,
     }
+
+
+def view(record: dict[str, Any], comparison_id: int = 1) -> ComparisonView:
+    """An import record as the store's view of it, without a database (for rendering tests)."""
+
+    def tool(data: dict[str, Any]) -> ToolView:
+        reviews = tuple(
+            ReviewView(r["reviewer"], r["verdict"], r["quote"])
+            for r in record["reviews"]
+            if r["tool"] == data["name"]
+        )
+        ships = sum(1 for r in reviews if r.verdict == "ship")
+        return ToolView(
+            name=data["name"],
+            version=data["version"],
+            category=data["category"],
+            tagline=data["tagline"],
+            summary=data["summary"],
+            pricing=data["pricing"],
+            community_votes=data["community_votes"],
+            ship_percent=round(100 * ships / len(reviews)) if reviews else None,
+            reviews=reviews,
+        )
+
+    return ComparisonView(
+        id=comparison_id,
+        slug=record["slug"],
+        title=record["title"],
+        category=record["category"],
+        url=record["url"],
+        published_at=datetime.fromisoformat(record["published_at"]),
+        tool_a=tool(record["tools"][0]),
+        tool_b=tool(record["tools"][1]),
+    )
 
 
 def load(rt: Runtime, *records: dict[str, Any]) -> None:

@@ -94,8 +94,9 @@ class Settings(BaseSettings):
     postmark_username: str | None = None
     postmark_password: str | None = None
     mailgun_signing_key: str | None = None
-    log_level: str = "INFO"
     postal_address: str | None = None
+    edition_intro: str = ""
+    log_level: str = "INFO"
     dkim_domain: str | None = None
     dkim_selector: str | None = None
     dkim_key_file: Path | None = None

@@ -1,12 +1,15 @@
 """Templates + context → subject, HTML and text, compiled once per edition and category set.
 
-MJML is compiled once per distinct set of comparisons. What differs per subscriber (the name,
-the unsubscribe and preferences links) is left in the output as slots and spliced in afterwards,
-which costs a few string joins per message instead of a template render and an MJML compile.
+MJML is compiled once per distinct set of comparisons, and its ``<mj-style inline="inline">``
+rules are inlined into the elements (css-inline) so that clients which drop ``<head>`` keep
+the look. What differs per subscriber (the name, the unsubscribe and preferences links) is left
+in the output as slots and spliced in afterwards, which costs a few string joins per message
+instead of a template render, an MJML compile and an inlining pass.
 """
 
 from __future__ import annotations
 
+import binascii
 import html
 import re
 import secrets
@@ -15,16 +18,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import css_inline
 import jinja2
 from mjml import mjml2html
 
-from worker.store import ComparisonView, ReviewView, ToolView
+from worker import digest
+from worker.store import ComparisonView, alert_key
 
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
 SLOTS = ("name", "greeting_name", "unsubscribe_url", "preferences_url")
 HTML_LIMIT_BYTES = 102 * 1024
+"""Gmail clips a message's HTML past this."""
+HTML_BUDGET_BYTES = 80 * 1024
+"""What a digest's HTML part may weigh once quoted-printable encoded: room under the clip for
+whatever a relay or a client adds."""
 SLOT_ALLOWANCE_BYTES = 600  # a 200-character name escaped, or a link with its signed token
-QUOTE_CHARS = 280
 
 
 @dataclass(frozen=True)
@@ -56,11 +64,13 @@ class RenderedMail:
 # MJML writes the body on one line. Line breaks between table rows are invisible (the HTML
 # parser drops whitespace there), keep lines short for SMTP, and let the quoted-printable
 # encoding of a message redo only the short lines that hold a reader's name or links.
-_ROW_EDGE = re.compile(r"(<tr\b[^>]*>|</tr>|<tbody\b[^>]*>|</tbody>)")
+_ROW_EDGE = re.compile(r"(<tr\b[^>]*>|</tr>)")
+# The parser puts back a table body left implicit, in every client: fourteen bytes saved each.
+_TBODY = re.compile(r"</?tbody>")
 
 
 def _break_lines(html_text: str) -> str:
-    return _ROW_EDGE.sub("\\1\n", html_text)
+    return _ROW_EDGE.sub("\\1\n", _TBODY.sub("", html_text))
 
 
 def _split(rendered: str, marker: re.Pattern[str]) -> Spliced:
@@ -68,32 +78,45 @@ def _split(rendered: str, marker: re.Pattern[str]) -> Spliced:
     return Spliced(parts=tuple(pieces[0::2]), slots=tuple(pieces[1::2]))
 
 
-def _pct(value: int | None) -> str:
-    return "—" if value is None else f"{value}%"
+_INLINE_STYLE = re.compile(r'<mj-style\s+inline="inline"\s*>(.*?)</mj-style>', re.S)
 
 
-def _votes(value: int | None) -> str:
-    return "—" if value is None else f"{value:,}"
+def compile_mjml(source: str) -> str:
+    """MJML → HTML, with the ``<mj-style inline="inline">`` rules moved into style attributes.
+
+    MRML keeps every mj-style in ``<head>``; MJML's ``inline="inline"`` is honoured here.
+    The other style blocks (media queries, dark mode, MJML's resets) stay in ``<head>``.
+    """
+    css = "\n".join(_INLINE_STYLE.findall(source))
+    compiled = mjml2html(_INLINE_STYLE.sub("", source))
+    if not css:
+        return compiled
+    inliner = css_inline.CSSInliner(
+        inline_style_tags=False,
+        keep_style_tags=True,
+        load_remote_stylesheets=False,
+        extra_css=css,
+        minify_css=True,
+    )
+    return _drop_unused_classes(inliner.inline(compiled))
 
 
-def _reviewer_split(tool: ToolView) -> str:
-    if not tool.reviews:
-        return "No panel reviews yet."
-    ships = sum(1 for r in tool.reviews if r.verdict == "ship")
-    return f"{ships} of {len(tool.reviews)} reviewers ship it."
+_CLASS_ATTR = re.compile(r'(<[a-zA-Z][^<>]*?) class="([^"]*)"')
+_CLASS_NAME = re.compile(r"\.(-?[_a-zA-Z][\w-]*)")
 
 
-def _best_quote(tool: ToolView) -> ReviewView | None:
-    # The shortest "ship" quote reads best in a digest; fall back to any quote.
-    quotes = [r for r in tool.reviews if r.quote] or []
-    if not quotes:
-        return None
-    ships = [r for r in quotes if r.verdict == "ship"] or quotes
-    chosen = min(ships, key=lambda r: len(r.quote))
-    if len(chosen.quote) <= QUOTE_CHARS:
-        return chosen
-    cut = chosen.quote[:QUOTE_CHARS].rsplit(" ", 1)[0]
-    return ReviewView(chosen.reviewer, chosen.verdict, cut + "…")
+def _drop_unused_classes(html_text: str) -> str:
+    """Remove class names that only the inlined rules used: the bytes count (quoted-printable
+    makes every attribute dearer) and the styles are in the elements now. What ``<head>``
+    still refers to (media queries, dark mode, Outlook fixes) is kept."""
+    head = html_text[: html_text.find("</head>")]
+    used = set(_CLASS_NAME.findall(head))
+
+    def keep(match: re.Match[str]) -> str:
+        names = [name for name in match.group(2).split() if name in used]
+        return match.group(1) + (f' class="{" ".join(names)}"' if names else "")
+
+    return _CLASS_ATTR.sub(keep, html_text)
 
 
 def digest_subject(comparisons: Sequence[ComparisonView]) -> str:
@@ -104,15 +127,29 @@ def digest_subject(comparisons: Sequence[ComparisonView]) -> str:
 
 
 class Renderer:
-    """Compiles the email templates; one per process, reused for every edition."""
+    """Compiles the email templates; one per process, reused for every edition.
 
-    def __init__(self, templates_dir: Path = TEMPLATES_DIR) -> None:
+    ``public_url`` is the base of the web version's link, ``postal_address`` the sender's
+    address for the footer (none: no line), ``intro`` the editor's line under the greeting
+    when a digest is rendered without one of its own (empty: no line).
+    """
+
+    def __init__(
+        self,
+        templates_dir: Path = TEMPLATES_DIR,
+        *,
+        public_url: str = "http://localhost:8000",
+        postal_address: str = "",
+        intro: str = "",
+    ) -> None:
+        self.public_url = public_url.rstrip("/")
+        self.postal_address = postal_address
+        self.intro = intro
         loader = jinja2.FileSystemLoader(str(templates_dir / "email"))
         common: dict[str, Callable[..., Any]] = {
-            "pct": _pct,
-            "votes": _votes,
-            "split": _reviewer_split,
-            "best_quote": _best_quote,
+            "wrap": digest.wrap,
+            "columns": digest.columns,
+            "verdict_rows": digest.verdict_rows,
         }
         self._html = jinja2.Environment(
             loader=loader, autoescape=True, undefined=jinja2.StrictUndefined
@@ -134,61 +171,67 @@ class Renderer:
         # Store content cannot forge a slot: it does not know the nonce.
         full = {**context, **slots}
         mjml_source = self._html.get_template(f"{template}.mjml.j2").render(full)
-        compiled = _break_lines(mjml2html(mjml_source))
+        compiled = _break_lines(compile_mjml(mjml_source))
         text = self._text.get_template(f"{template}.txt.j2").render(full)
         return RenderedMail(
             subject=subject, html=_split(compiled, marker), text=_split(text, marker)
         )
 
-    def render_digest(self, week: str, comparisons: Sequence[ComparisonView]) -> RenderedMail:
-        """The weekly digest of ``comparisons`` for ISO week ``week``."""
+    def _context(self, heading: str, web_url: str) -> dict[str, Any]:
+        return {
+            "heading": heading,
+            "web_url": web_url,
+            "postal_address": self.postal_address,
+        }
+
+    def render_digest(
+        self, week: str, comparisons: Sequence[ComparisonView], intro: str | None = None
+    ) -> RenderedMail:
+        """The weekly digest of ``comparisons`` for ISO week ``week``.
+
+        ``intro`` is the editor's line for this edition; None takes the renderer's default and
+        an empty string shows none.
+        """
         count = len(comparisons)
         names = ", ".join(c.title for c in comparisons[:2])
-        plural = "s" if count != 1 else ""
+        every = digest.sections(comparisons)
         context = {
+            **self._context(digest.week_label(week), f"{self.public_url}/editions/{week}"),
             "title": f"Weekly AI Tool Verdicts — {week}",
-            "heading": f"Edition {week}",
-            "preheader": f"{count} side-by-side verdict{plural} this week: {names}",
-            "intro": (
-                f"Here {'is' if count == 1 else 'are'} this week's {count} comparison{plural}: "
-                "the panel's ship rate, the entry price and the community vote for each tool, "
-                "side by side."
-            ),
+            "preheader": f"{digest.count(count, 'side-by-side verdict')} this week: {names}",
+            "intro": self.intro if intro is None else intro,
+            "issue_count": digest.count(count, "comparison"),
             "footer_reason": "You get this because you subscribed to the weekly digest of "
             "Weekly AI Tool Verdicts.",
         }
         subject = digest_subject(comparisons)
-        # Gmail clips a message past 102 KB: drop the quotes first, then move the last
+        # The normal case fits the budget. Past it, drop the quotes first, then move the last
         # comparisons into an "also this week" list of links, until the mail fits.
-        attempts = [(False, len(comparisons))] + [
-            (True, shown) for shown in range(len(comparisons), 0, -1)
-        ]
+        attempts = [(False, count)] + [(True, shown) for shown in range(count, 0, -1)]
         for compact, shown in attempts:
             mail = self.render(
                 "digest",
                 subject,
-                {
-                    **context,
-                    "compact": compact,
-                    "comparisons": comparisons[:shown],
-                    "more": comparisons[shown:],
-                },
+                {**context, "compact": compact, "sections": every[:shown], "more": every[shown:]},
             )
-            if html_bytes(mail) < HTML_LIMIT_BYTES:
+            if encoded_html_bytes(mail) <= HTML_BUDGET_BYTES:
                 return mail
         return mail
 
     def render_alert(self, comparison: ComparisonView) -> RenderedMail:
         """The instant alert about one newly published comparison."""
+        key = alert_key(comparison.id)
         context = {
+            **self._context(
+                f"New verdict · {comparison.category}", f"{self.public_url}/editions/{key}"
+            ),
             "title": f"New verdict: {comparison.title}",
-            "heading": f"New verdict · {comparison.category}",
             "preheader": f"{comparison.tool_a.name} vs {comparison.tool_b.name}: the panel's "
             "verdict, pricing and the community vote",
             "intro": "A new side-by-side comparison in a category you follow was just published.",
             "footer_reason": "You get this because you asked for instant alerts from "
             "Weekly AI Tool Verdicts.",
-            "comparisons": [comparison],
+            "sections": digest.sections([comparison]),
             "compact": False,
             "more": [],
         }
@@ -200,11 +243,12 @@ def alert_subject(comparison: ComparisonView) -> str:
     return f"New verdict: {comparison.title}"
 
 
-def html_bytes(mail: RenderedMail) -> int:
-    """Size of the mail's HTML once filled, allowing generously for the slot values."""
-    return sum(len(part.encode()) for part in mail.html.parts) + SLOT_ALLOWANCE_BYTES * len(
-        mail.html.slots
-    )
+def encoded_html_bytes(mail: RenderedMail) -> int:
+    """Size of the mail's HTML part once filled and quoted-printable encoded (CRLF line ends),
+    allowing generously for the slot values."""
+    filled = mail.html.fill(dict.fromkeys(mail.html.slots, "x" * SLOT_ALLOWANCE_BYTES), False)
+    encoded = binascii.b2a_qp(filled.encode(), istext=True)
+    return len(encoded) + encoded.count(b"\n")
 
 
 def sample_values(public_url: str) -> dict[str, str]:

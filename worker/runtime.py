@@ -194,7 +194,11 @@ def open_runtime(
         redis_client=redis_client,
         transport=transport
         or make_transport(settings.smtp_url, settings.outbox_dir, settings.smtp_data_timeout_s),
-        renderer=Renderer(),
+        renderer=Renderer(
+            public_url=settings.public_url,
+            postal_address=settings.postal_address or "",
+            intro=settings.edition_intro,
+        ),
         identity=Identity(
             mail_from=settings.mail_from,
             list_id=f"{name or 'Weekly AI Tool Verdicts'} <verdicts.{settings.mail_domain}>",
