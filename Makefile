@@ -25,7 +25,9 @@ test-fast: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check worker tests bench scheduler.py
+	$(BIN)/ruff format --check worker tests bench scheduler.py
 	$(BIN)/mypy worker scheduler.py
+	$(BIN)/lint-imports
 
 bench: $(STAMP)
 	$(BIN)/python bench/throughput.py --subscribers 20000

@@ -21,12 +21,12 @@ from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from redis.exceptions import LockError
 
-from worker import editions
+from worker.actors import actors_of
 from worker.config import Settings
 from worker.errors import NewsletterError, NotFound
 from worker.models import EditionStatus, utcnow
 from worker.runtime import Runtime, open_runtime
-from worker.sending import weekly
+from worker.sending import control, pipeline, weekly
 
 log = logging.getLogger("scheduler")
 
@@ -72,7 +72,7 @@ def _decide_and_send(rt: Runtime, settings: Settings) -> weekly.Decision:
         log.info("%s", decision.describe())
     else:
         assert decision.week is not None
-        outcome = editions.start_send(rt, decision.week, now, rt.actors)
+        outcome = control.start_send(rt, decision.week, now, actors_of(rt))
         log.info("%s: %s", decision.describe(), outcome.message)
     return decision
 
@@ -81,7 +81,7 @@ def _status_of(rt: Runtime, week: str | None) -> EditionStatus | None:
     if week is None:
         return None
     try:
-        return EditionStatus(editions.get_edition(rt, week).status)
+        return EditionStatus(control.get_edition(rt, week).status)
     except NotFound:
         return None
 
@@ -111,7 +111,7 @@ def send_alerts(settings: Settings) -> list[str]:
     """The frequent job: an instant alert for each comparison published since the last run."""
     rt = open_runtime(settings)
     try:
-        started = editions.send_alerts(rt, utcnow(), rt.actors)
+        started = pipeline.send_alerts(rt, utcnow(), actors_of(rt))
         for key in started:
             log.info("instant alert %s: sending", key)
         return started

@@ -4,7 +4,7 @@ Ed25519, in one process, on the sample digest.
     .venv/bin/python bench/signing.py [--messages 2000] [--rounds 5] [--digest-kb 20]
 
 Each round builds ``--messages`` messages (one per made-up reader: own name, own links, own
-Message-ID, as ``editions.deliver`` does) with each variant in turn, so drift of the machine hits
+Message-ID, as ``delivery.deliver`` does) with each variant in turn, so drift of the machine hits
 all variants alike; the table shows the median round. Rates are per CPU second of this process,
 which other work on the machine disturbs less than wall time. A second table splits one
 signature into its parts, and dkimpy's own ``dkim.sign`` on the same message is timed for
@@ -33,10 +33,14 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from worker import editions  # noqa: E402
+from worker.catalog.service import import_comparisons  # noqa: E402
 from worker.config import load_settings  # noqa: E402
 from worker.demo import dated_samples  # noqa: E402
-from worker.dkim import (  # noqa: E402
+from worker.models import utcnow  # noqa: E402
+from worker.runtime import open_runtime  # noqa: E402
+from worker.sending import control  # noqa: E402
+from worker.sending.caches import editions_of  # noqa: E402
+from worker.sending.dkim import (  # noqa: E402
     DkimKey,
     Signer,
     body_hash,
@@ -44,16 +48,13 @@ from worker.dkim import (  # noqa: E402
     key_pem,
     relaxed_header,
 )
-from worker.loading import import_comparisons  # noqa: E402
-from worker.message import (  # noqa: E402
+from worker.sending.message import (  # noqa: E402
     Identity,
     PreparedMail,
     Recipient,
     build_message,
     message_id_for,
 )
-from worker.models import utcnow  # noqa: E402
-from worker.runtime import open_runtime  # noqa: E402
 
 DOMAIN = "verdicts.example.com"
 SELECTOR = "bench"
@@ -71,13 +72,13 @@ def sample_mail(digest_kb: float) -> tuple[PreparedMail, Identity, str]:
     try:
         now = utcnow()
         import_comparisons(rt.engine, json.dumps(dated_samples(now, settings.tz)))
-        week = editions.resolve_week(rt, None, now)
-        ids = editions.plan(rt, week, now)
+        week = control.resolve_week(rt, None, now)
+        ids = control.plan(rt, week, now)
         best: tuple[float, int] = (float("inf"), 1)
         for count in range(1, len(ids) + 1):
-            size = len(build(rt.mail_for(week, tuple(ids[:count])), rt.identity, 1))
+            size = len(build(editions_of(rt).mail_for(week, tuple(ids[:count])), rt.identity, 1))
             best = min(best, (abs(size - digest_kb * 1024), count))
-        return rt.mail_for(week, tuple(ids[: best[1]])), rt.identity, week
+        return editions_of(rt).mail_for(week, tuple(ids[: best[1]])), rt.identity, week
     finally:
         rt.close()
 

@@ -49,15 +49,17 @@ sys.path.insert(0, str(ROOT))
 from sqlalchemy import insert, select  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
-from worker import editions, store  # noqa: E402
+from worker.catalog import queries as catalog  # noqa: E402
 from worker.config import load_settings  # noqa: E402
 from worker.demo import dated_samples  # noqa: E402
-from worker.dkim import generate_key, write_key  # noqa: E402
-from worker.message import Recipient, build_message, message_id_for  # noqa: E402
 from worker.models import Delivery, Edition, Subscriber, utcnow  # noqa: E402
-from worker.render import sample_values  # noqa: E402
 from worker.runtime import Runtime, open_runtime  # noqa: E402
-from worker.store import new_token  # noqa: E402
+from worker.sending import control  # noqa: E402
+from worker.sending.caches import editions_of  # noqa: E402
+from worker.sending.dkim import generate_key, write_key  # noqa: E402
+from worker.sending.message import Recipient, build_message, message_id_for  # noqa: E402
+from worker.sending.render import sample_values  # noqa: E402
+from worker.subscribers.queries import new_token  # noqa: E402
 
 VENV_BIN = Path(sys.executable).parent
 NEWSLETTER = str(VENV_BIN / "newsletter") if (VENV_BIN / "newsletter").exists() else "newsletter"
@@ -338,7 +340,7 @@ def drop_postgres(admin_conninfo: str) -> None:
 def choose_digest(rt: Runtime, week: str, target_kb: float) -> tuple[int, int]:
     """How many comparisons make a message closest to ``target_kb``; (count, message bytes)."""
     now = utcnow()
-    ids = editions.plan(rt, week, now)
+    ids = control.plan(rt, week, now)
     best: tuple[float, int, int] = (float("inf"), 1, 0)
     for count in range(1, len(ids) + 1):
         size = len(sample_message(rt, week, tuple(ids[:count])))
@@ -348,7 +350,7 @@ def choose_digest(rt: Runtime, week: str, target_kb: float) -> tuple[int, int]:
 
 def sample_message(rt: Runtime, week: str, ids: tuple[int, ...]) -> bytes:
     """The message the pipeline builds for one (made-up) subscriber of this digest."""
-    mail = rt.mail_for(week, ids)
+    mail = editions_of(rt).mail_for(week, ids)
     values = sample_values(rt.settings.public_url)
     return build_message(
         mail,
@@ -503,7 +505,7 @@ def run_one(
             run_cli(["comparisons", "import", "-"], env, stdin=json.dumps(records))
 
             rt = open_runtime(settings)
-            week = editions.resolve_week(rt, None, now)
+            week = control.resolve_week(rt, None, now)
             digest_max, message_bytes = choose_digest(rt, week, opts.digest_kb)
             env["NEWSLETTER_DIGEST_MAX"] = str(digest_max)
             result.update(week=week, comparisons=digest_max, message_bytes=message_bytes)
@@ -604,7 +606,7 @@ def run_one(
                 stop_process(proc)
             if opts.baselines:
                 log("baseline (a): one smtplib connection, one EmailMessage per recipient")
-                ids = tuple(c.id for c in rt.planned(edition_id(rt, week)))
+                ids = tuple(c.id for c in editions_of(rt).planned(edition_id(rt, week)))
                 received_before = sink.received()
                 result["by_hand"] = by_hand_baseline(
                     rt, week, ids, sink.port, min(opts.subscribers, BY_HAND_MAX)
@@ -681,7 +683,7 @@ def stop_orphan(pid: int | None, data_dir: Path) -> None:
 
 
 def edition_id(rt: Runtime, week: str) -> int:
-    edition = editions.get_edition(rt, week)
+    edition = control.get_edition(rt, week)
     assert edition.id is not None
     return edition.id
 
@@ -786,7 +788,7 @@ def by_hand_baseline(
     """What a user writes by hand: one connection, one EmailMessage per recipient, in a loop."""
     # The same digest, rendered once as plain strings (the workers keep it pre-encoded).
     with rt.session() as session:
-        views = store.get_comparison_views(session, ids)
+        views = catalog.get_comparison_views(session, ids)
     mail = rt.renderer.render_digest(week, views)
     values = sample_values(rt.settings.public_url)
     html = mail.html.fill(values, escape=True)
@@ -1025,6 +1027,7 @@ def print_table(results: list[dict[str, Any]]) -> None:
     row("other busy processes at start", lambda r: str(len(r["other_cpu_hogs"])))
     for name in names:
         row(f"CPU s {name}", lambda r, n=name: fmt(r["cpu_s"].get(n), ".1f"))
+
     def baseline(r: dict[str, Any], key: str) -> str:
         """A baseline's rate and message count, or — when the run skipped it."""
         if key not in r:

@@ -7,11 +7,12 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
-from worker import store
-from worker.loading import import_comparisons
+from worker.actors import actors_of
+from worker.catalog.service import import_comparisons
+from worker.catalog.views import ComparisonView, ReviewView, ToolView
 from worker.runtime import Runtime
-from worker.store import ComparisonView, ReviewView, ToolView
-from worker.subscribers import SubscriberInput
+from worker.subscribers import queries as subscribers
+from worker.subscribers.rules import SubscriberInput
 
 
 def comparison(
@@ -104,7 +105,7 @@ def subscribe(
 ) -> None:
     """Add (email, name, categories) subscribers."""
     with rt.session() as session, session.begin():
-        store.merge_subscribers(
+        subscribers.merge_subscribers(
             session,
             [SubscriberInput(email=e, name=n, categories=c, cadence=cadence) for e, n, c in people],
             confirmed,
@@ -114,9 +115,9 @@ def subscribe(
 
 def send(rt: Runtime, week: str, now: datetime) -> Any:
     """Start sending a week through the real actors."""
-    from worker import editions
+    from worker.sending import control
 
-    return editions.start_send(rt, week, now, rt.actors)
+    return control.start_send(rt, week, now, actors_of(rt))
 
 
 class FanOutHere:
@@ -131,18 +132,18 @@ class FanOutHere:
         self._enqueue = enqueue
 
     def start_fan_out(self, edition_id: int) -> None:
-        from worker import editions
+        from worker.sending import pipeline
 
-        editions.fan_out(self.rt, edition_id, self)
+        pipeline.fan_out(self.rt, edition_id, self)
 
     def start_refill(self, edition_id: int) -> None:
-        self.rt.actors.start_refill(edition_id)
+        actors_of(self.rt).start_refill(edition_id)
 
     def enqueue(self, jobs: list[tuple[int, str]]) -> None:
-        (self._enqueue or self.rt.actors.enqueue)(jobs)
+        (self._enqueue or actors_of(self.rt).enqueue)(jobs)
 
     def jobs_alive(self, job_ids: Iterable[str]) -> set[str]:
-        return self.rt.actors.jobs_alive(job_ids)
+        return actors_of(self.rt).jobs_alive(job_ids)
 
     def send_transactional(self, kind: str, subscriber_id: int) -> None:
-        self.rt.actors.send_transactional(kind, subscriber_id)
+        actors_of(self.rt).send_transactional(kind, subscriber_id)

@@ -8,11 +8,11 @@ from datetime import UTC, timedelta
 import scheduler
 from tests.conftest import SmtpHandler
 from tests.factories import comparison, load, send, subscribe
-from worker import editions
 from worker.config import Settings
 from worker.models import utcnow
-from worker.planning import week_of
 from worker.runtime import Runtime
+from worker.sending import control
+from worker.sending.planning import week_of
 
 
 def test_an_instant_reader_gets_one_alert_per_new_comparison_they_follow(
@@ -63,5 +63,5 @@ def test_alerts_do_not_take_comparisons_away_from_the_weekly_digest(
     worker()
     assert len(smtp.to("weekly@example.com")) == 1
     assert len(smtp.to("quick@example.com")) == 1  # the alert, not the digest too
-    view = editions.status(rt, week)
+    view = control.status(rt, week)
     assert (view.total, view.sent, view.skipped) == (2, 1, 1)

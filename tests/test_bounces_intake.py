@@ -21,13 +21,16 @@ from sqlalchemy import select
 
 from tests.conftest import SmtpHandler, free_port
 from tests.factories import comparison, load, send, subscribe
-from worker import editions, store
+from worker.bounces import queries as bounces
 from worker.bounces.intake import intake_for
-from worker.bounces.policy import BounceFacts, Policy, record_bounce
+from worker.bounces.policy import BounceFacts, Policy
+from worker.bounces.record import record_bounce
 from worker.bounces.server import start_server
 from worker.models import BounceEvent, Delivery, utcnow
-from worker.planning import week_of
 from worker.runtime import Runtime
+from worker.sending import control
+from worker.sending.planning import week_of
+from worker.subscribers import queries as subscribers
 from worker.web import create_app
 
 DATA = Path(__file__).parent / "data"
@@ -57,14 +60,14 @@ def _bounce_for(smtp: SmtpHandler, email: str, template: str = "postfix_user_unk
 
 def _status(rt: Runtime, email: str) -> str:
     with rt.session() as session:
-        subscriber = store.get_subscriber_by_email(session, email)
+        subscriber = subscribers.get_subscriber_by_email(session, email)
         assert subscriber is not None
         return subscriber.status
 
 
 def _delivery_status(rt: Runtime, email: str) -> str:
     with rt.session() as session:
-        subscriber = store.get_subscriber_by_email(session, email)
+        subscriber = subscribers.get_subscriber_by_email(session, email)
         assert subscriber is not None
         return session.execute(
             select(Delivery.status).where(Delivery.subscriber_id == subscriber.id)
@@ -94,7 +97,7 @@ def test_a_dsn_arriving_at_its_verp_address_suppresses_the_subscriber(
     assert _status(rt, "dead@example.com") == "bounced"
     assert _delivery_status(rt, "dead@example.com") == "bounced"
     assert _status(rt, "alive@example.com") == "active"
-    view = editions.status(rt, week)
+    view = control.status(rt, week)
     assert view.bounced == 1 and view.bounces == {"hard": 1}
     with rt.session() as session:
         [event] = session.execute(select(BounceEvent)).scalars().all()
@@ -224,7 +227,7 @@ def test_three_soft_bounces_on_distinct_days_suspend_and_a_success_resets(
 ) -> None:
     _sent_edition(rt, worker, "flaky@example.com")
     with rt.session() as session:
-        subscriber = store.get_subscriber_by_email(session, "flaky@example.com")
+        subscriber = subscribers.get_subscriber_by_email(session, "flaky@example.com")
         assert subscriber is not None
         sid = subscriber.id
     policy = Policy(soft_bounce_limit=3, soft_bounce_window_days=30)
@@ -257,7 +260,7 @@ def test_three_soft_bounces_on_distinct_days_suspend_and_a_success_resets(
 def test_delay_notices_on_three_days_are_recorded_but_are_no_strikes(rt: Runtime) -> None:
     subscribe(rt, ("slow@example.com", "", ()))
     with rt.session() as session:
-        subscriber = store.get_subscriber_by_email(session, "slow@example.com")
+        subscriber = subscribers.get_subscriber_by_email(session, "slow@example.com")
         assert subscriber is not None
         sid = subscriber.id
     later = utcnow() + timedelta(hours=1)
@@ -292,7 +295,7 @@ def test_sender_problems_do_not_penalise_the_subscriber(
     assert intake_for(rt).process(bounce, "x").outcome == "recorded"
     assert _status(rt, "blocked@example.com") == "active"
     with rt.session() as session:
-        assert store.count_bounce_kinds(session, 1) == {"sender": 1}
+        assert bounces.count_bounce_kinds(session, 1) == {"sender": 1}
 
 
 # --- provider webhooks over HTTP -------------------------------------------------------------

@@ -15,11 +15,12 @@ from typer.testing import CliRunner
 
 from tests.conftest import SmtpHandler
 from tests.factories import comparison, load, subscribe
-from worker import store
 from worker.cli import app
 from worker.models import utcnow
-from worker.planning import week_of
 from worker.runtime import Runtime
+from worker.sending import queries as sending
+from worker.sending.planning import week_of
+from worker.subscribers import queries as subscribers
 
 COMMANDS = [
     [],
@@ -121,7 +122,7 @@ def test_subscriber_csv_reports_bad_rows_by_line_and_merges_duplicates(
     assert "skipped line 5: name: control characters" in result.stderr
     assert "2 added, 0 updated, 0 unchanged, 2 bad rows skipped" in result.stderr
     with rt.session() as session:
-        ada = store.get_subscriber_by_email(session, "ada@EXAMPLE.com")
+        ada = subscribers.get_subscriber_by_email(session, "ada@EXAMPLE.com")
         assert ada is not None
         assert (ada.name, ada.categories, ada.status) == ("Ada L.", "Writing", "active")
 
@@ -135,7 +136,7 @@ def test_strict_import_loads_nothing_when_a_row_is_bad(
     assert result.returncode == 2
     assert "line 3: email:" in result.stderr and "nothing loaded" in result.stderr
     with rt.session() as session:
-        assert store.count_subscribers(session) == {}
+        assert subscribers.count_subscribers(session) == {}
 
 
 def test_export_then_import_round_trips(rt: Runtime, env: dict[str, str], tmp_path: Path) -> None:
@@ -180,7 +181,7 @@ def test_dry_run_shows_the_plan_and_changes_nothing(rt: Runtime, env: dict[str, 
     assert result.returncode == 0
     assert "Dev Duel: A vs B" in result.stderr and "nothing was changed" in result.stderr
     with rt.session() as session:
-        assert store.get_edition(session, week) is None
+        assert sending.get_edition(session, week) is None
 
 
 def test_preview_writes_the_digest_html(rt: Runtime, env: dict[str, str], tmp_path: Path) -> None:

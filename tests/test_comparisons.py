@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from sqlmodel import select
 
-from worker import store
-from worker.comparisons import validate_all, validate_record
+from worker.catalog import queries as catalog
+from worker.catalog.records import validate_all, validate_record
+from worker.catalog.service import import_comparisons
 from worker.errors import InputError, RecordError
-from worker.loading import import_comparisons
 from worker.models import Comparison
 from worker.runtime import Runtime
 
@@ -83,7 +83,7 @@ def test_reimporting_a_slug_updates_it(rt: Runtime) -> None:
         rows = session.execute(select(Comparison)).scalars().all()
         assert len(rows) == len(records)
         first = next(r for r in rows if r.slug == records[0]["slug"])
-        view = store.get_comparison_views(session, [first.id])[0]
+        view = catalog.get_comparison_views(session, [first.id])[0]
     assert view.title == "A new title"
     assert len(view.tool_a.reviews) + len(view.tool_b.reviews) == 1
 

@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from worker import digest
-from worker.store import ComparisonView, ReviewView, ToolView
+from worker.catalog.views import ComparisonView, ReviewView, ToolView
+from worker.sending import digest
 
 NOW = datetime(2026, 11, 27, 15, 0, tzinfo=UTC)
 

@@ -18,7 +18,7 @@ import pytest
 
 from tests.conftest import DATA, ROOT
 from tests.factories import view
-from worker.render import Renderer
+from worker.sending.render import Renderer
 
 pytestmark = pytest.mark.slow
 

@@ -22,9 +22,12 @@ from dkim.util import parse_tag_value
 import scheduler
 from tests.conftest import ROOT, Received, SmtpHandler
 from tests.factories import comparison, load, send, subscribe
-from worker import editions, readers, store, transactional
 from worker.config import Settings, load_settings
-from worker.dkim import (
+from worker.errors import ConfigError, InputError
+from worker.models import utcnow
+from worker.runtime import Runtime, open_runtime
+from worker.sending import control, transactional
+from worker.sending.dkim import (
     DkimKey,
     Signer,
     generate_key,
@@ -35,10 +38,9 @@ from worker.dkim import (
     write_key,
     zone_line,
 )
-from worker.errors import ConfigError, InputError
-from worker.models import utcnow
-from worker.planning import week_of
-from worker.runtime import Runtime, open_runtime
+from worker.sending.planning import week_of
+from worker.subscribers import queries as subscribers
+from worker.subscribers import service as readers
 
 DOMAIN = "news.example.com"
 SELECTOR = "nl2026"
@@ -199,7 +201,7 @@ def test_alerts_confirmations_and_test_sends_are_signed_too(
     _check_signed(alert, key)
 
     with rt.session() as session:
-        pending = store.get_subscriber_by_email(session, "pending@example.com")
+        pending = subscribers.get_subscriber_by_email(session, "pending@example.com")
     assert pending is not None and pending.id is not None
     assert transactional.send(rt, readers.MAIL_CONFIRM, pending.id) == "sent"
     [confirmation] = smtp.to("pending@example.com")
@@ -211,7 +213,7 @@ def test_alerts_confirmations_and_test_sends_are_signed_too(
     added = b"List-Unsubscribe: <https://evil.example.com/u>\r\n"
     assert not verifies(added + confirmation.data, key)
 
-    editions.test_send(rt, "operator@example.com", week_of(now, UTC), now)
+    control.test_send(rt, "operator@example.com", week_of(now, UTC), now)
     [test_mail] = smtp.to("operator@example.com")
     _check_signed(test_mail, key)
     assert test_mail.message["Subject"].startswith("[TEST] ")

@@ -16,14 +16,14 @@ import pytest
 
 from tests.conftest import ROOT
 from tests.dns_server import DnsServer
-from worker.dkim import generate_key, write_key
-from worker.doctor import (
+from worker.errors import LookupFailed
+from worker.sending.dkim import generate_key, write_key
+from worker.sending.doctor import (
     Setup,
     aligned,
     organizational_domain,
     run_checks,
 )
-from worker.errors import LookupFailed
 
 KEY = generate_key("rsa")
 OTHER_KEY = generate_key("rsa")

@@ -42,9 +42,10 @@ from tests.test_resilience import (
     this_week,
     wait_for_edition,
 )
-from worker import editions
+from worker.actors import actors_of
 from worker.models import Delivery, utcnow
 from worker.runtime import Runtime
+from worker.sending import control, delivery, pipeline
 
 # This module's tests talk to an SMTP server of their own, as test_resilience's do.
 smtp_service = kit.smtp_service
@@ -294,14 +295,14 @@ def test_a_slow_queue_is_not_enqueued_again(
     week, now = this_week()
     publish_this_week(rt, now)
     subscribe_all(rt, readers(30))
-    editions.start_send(rt, week, now, FanOutHere(rt))
+    control.start_send(rt, week, now, FanOutHere(rt))
     waiting = jobs_in_redis(redis_client, "deliveries")
     assert len(waiting) == 30 and set(waiting.values()) == {1}
 
     # Nobody consumes: the jobs wait far longer than the stuck timeout. Sweeps come and go.
     for minutes in (1, 5, 60):
         later = now + timedelta(minutes=minutes)
-        result = editions.sweep(rt, later, FanOutHere(rt))
+        result = pipeline.sweep(rt, later, FanOutHere(rt))
         assert result["requeued"] == 0
 
     assert jobs_in_redis(redis_client, "deliveries") == waiting
@@ -315,10 +316,10 @@ def test_resume_twice_enqueues_nothing_twice(
     publish_this_week(rt, now)
     subscribe_all(rt, readers(30))
     for _ in range(2):  # `newsletter send` twice
-        editions.start_send(rt, week, utcnow(), FanOutHere(rt))
-    assert editions.pause(rt, week)
+        control.start_send(rt, week, utcnow(), FanOutHere(rt))
+    assert control.pause(rt, week)
     for _ in range(2):  # as `newsletter resume` twice: each at its own moment
-        editions.resume(rt, week, utcnow(), FanOutHere(rt))
+        control.resume(rt, week, utcnow(), FanOutHere(rt))
 
     waiting = jobs_in_redis(redis_client, "deliveries")
     assert len(waiting) == 30 and set(waiting.values()) == {1}
@@ -337,9 +338,9 @@ def test_one_refill_chain_per_edition_however_often_it_is_resumed(
     with sweeping_worker(rt):
         send(rt, week, now)
         wait_until(lambda: len(smtp.received) >= 10)
-        assert editions.pause(rt, week)
+        assert control.pause(rt, week)
         for _ in range(3):
-            editions.resume(rt, week, utcnow(), rt.actors)
+            control.resume(rt, week, utcnow(), actors_of(rt))
         chains = []
         for _ in range(20):
             # The next refill of each chain waits in the delay queue (one chain, one waiting;
@@ -394,8 +395,8 @@ def test_an_edition_is_never_marked_sent_while_a_retry_queues_its_failed_deliver
     publish_this_week(rt, now)
     subscribe_all(rt, ["fine@example.com", "greylisted@example.com"])
     smtp.replies["greylisted@example.com"] = TEMPORARY
-    editions.start_send(rt, week, now, FanOutHere(rt, enqueue=lambda jobs: None))
-    edition = editions.get_edition(rt, week)
+    control.start_send(rt, week, now, FanOutHere(rt, enqueue=lambda jobs: None))
+    edition = control.get_edition(rt, week)
     assert edition.id is not None
     # Both deliveries done, the second one failed; the edition still `sending`: the moment
     # before the workers' next look finds nothing owed.
@@ -405,7 +406,7 @@ def test_an_edition_is_never_marked_sent_while_a_retry_queues_its_failed_deliver
         )
     rt_once = runtime(max_attempts=1)
     for delivery_id in ids:
-        editions.deliver(rt_once, delivery_id)
+        delivery.deliver(rt_once, delivery_id)
     assert (status(rt, week).sent, status(rt, week).failed) == (1, 1)
     smtp.replies.clear()
 
@@ -421,7 +422,7 @@ def test_an_edition_is_never_marked_sent_while_a_retry_queues_its_failed_deliver
     retried: list[int] = []
     retry = threading.Thread(
         target=lambda: retried.append(
-            editions.retry_failed(
+            control.retry_failed(
                 operator, week, now, FanOutHere(operator, enqueue=lambda jobs: None)
             )
         )
@@ -432,7 +433,7 @@ def test_an_edition_is_never_marked_sent_while_a_retry_queues_its_failed_deliver
 
     def finish() -> None:
         try:
-            finished.append(editions.finish_if_done(rt, edition.id or 0))
+            finished.append(pipeline.finish_if_done(rt, edition.id or 0))
         except Exception as exc:  # noqa: BLE001 - a failure is an answer the test reports
             finished.append(exc)
 

@@ -15,13 +15,16 @@ from sqlalchemy import text
 from sqlmodel import select
 
 from tests.conftest import TABLES, SmtpHandler
-from tests.factories import comparison, load, subscribe
-from worker import editions
+from tests.factories import FanOutHere, comparison, load, subscribe
 from worker.bounces import ParsedBounce
 from worker.bounces.intake import match_bounce
+from worker.catalog.views import ComparisonView, ReviewView, ToolView
 from worker.config import Settings
 from worker.db import make_engine
-from worker.message import (
+from worker.models import Delivery, utcnow
+from worker.runtime import Runtime, open_runtime
+from worker.sending import control, delivery
+from worker.sending.message import (
     Identity,
     QpTemplate,
     Recipient,
@@ -30,11 +33,8 @@ from worker.message import (
     message_id_for,
     prepare,
 )
-from worker.models import Delivery, utcnow
-from worker.planning import week_of
-from worker.render import Renderer, Spliced
-from worker.runtime import Runtime, open_runtime
-from worker.store import ComparisonView, ReviewView, ToolView
+from worker.sending.planning import week_of
+from worker.sending.render import Renderer, Spliced
 
 NOW = datetime(2026, 11, 27, 15, 0, tzinfo=UTC)
 IDENTITY = Identity(
@@ -150,11 +150,11 @@ def test_the_feedback_id_names_groups_of_mail_and_the_sender(
 def _deliver_here(rt: Runtime, week: str, now: datetime) -> None:
     """Send a week without a queue: fan out, then deliver every owed row in this thread."""
     owed: list[int] = []
-    editions.start_send(
-        rt, week, now, lambda edition_id: editions.fan_out(rt, edition_id, owed.extend), owed.extend
+    control.start_send(
+        rt, week, now, FanOutHere(rt, enqueue=lambda jobs: owed.extend(i for i, _ in jobs))
     )
     for delivery_id in dict.fromkeys(owed):
-        editions.deliver(rt, delivery_id, lambda _id, _delay_s: None)
+        delivery.deliver(rt, delivery_id)
 
 
 def _one_reader_week(rt: Runtime, week: str, now: datetime) -> None:

@@ -15,11 +15,14 @@ from sqlalchemy import select
 
 from tests.conftest import SmtpHandler, wait_until
 from tests.factories import FanOutHere, comparison, load, send, subscribe
-from worker import editions, store
+from worker.actors import actors_of
 from worker.models import Delivery, SubscriberStatus, utcnow
-from worker.planning import week_of
 from worker.runtime import Runtime
-from worker.tokens import read_verp_token, token_from_address
+from worker.sending import control
+from worker.sending import queries as sending
+from worker.sending.planning import week_of
+from worker.sending.tokens import read_verp_token, token_from_address
+from worker.subscribers import queries as subscribers
 
 CATEGORIES = ("Developer Tools", "Writing", "Image Generation")
 
@@ -139,7 +142,7 @@ def test_every_mail_has_the_headers_of_spec_section_5(
     assert received.mail_from.endswith("@news.example.com") and token
     delivery_id = read_verp_token(rt.secret_key, token)
     with rt.session() as session:
-        assert store.get_delivery(session, delivery_id).status == "sent"  # type: ignore[union-attr]
+        assert sending.get_delivery(session, delivery_id).status == "sent"  # type: ignore[union-attr]
     html = msg.get_body(("html",)).get_content()
     text = msg.get_body(("plain",)).get_content()
     assert len(html.encode()) < 102 * 1024
@@ -166,7 +169,7 @@ def test_sending_a_week_twice_sends_nothing_new(
     worker()
     assert again.created is False and again.started is False
     assert len(smtp.received) == 5
-    assert editions.status(rt, week).sent == 5
+    assert control.status(rt, week).sent == 5
 
 
 def test_a_deliver_job_run_twice_sends_once(
@@ -181,7 +184,7 @@ def test_a_deliver_job_run_twice_sends_once(
     worker()
     with rt.session() as session:
         [delivery_id] = session.execute(select(Delivery.id)).scalars().all()
-    actors = rt.actors
+    actors = actors_of(rt)
     actors.deliver.send(delivery_id)
     actors.deliver.send(delivery_id)
     worker()
@@ -198,7 +201,7 @@ def test_a_week_with_nothing_new_is_not_sent(rt: Runtime, env: dict[str, str]) -
     assert result.returncode == 0
     assert "nothing to send for 2026-W10" in result.stderr
     with rt.session() as session:
-        assert store.get_edition(session, "2026-W10") is None
+        assert sending.get_edition(session, "2026-W10") is None
 
 
 def test_an_unsubscribed_reader_is_skipped_even_when_already_queued(
@@ -210,16 +213,16 @@ def test_an_unsubscribed_reader_is_skipped_even_when_already_queued(
     load(rt, comparison("dev-duel", "Developer Tools", now - timedelta(minutes=5)))
     subscribe(rt, ("stay@example.com", "", ()), ("leave@example.com", "", ()))
     with rt.session() as session:
-        leaver = store.get_subscriber_by_email(session, "leave@example.com")
+        leaver = subscribers.get_subscriber_by_email(session, "leave@example.com")
         assert leaver is not None and leaver.id is not None
     # Fan out and queue everything with no worker running; then the reader leaves.
-    editions.start_send(rt, week, now, FanOutHere(rt))
-    assert editions.status(rt, week).queued == 2
+    control.start_send(rt, week, now, FanOutHere(rt))
+    assert control.status(rt, week).queued == 2
     with rt.session() as session, session.begin():
-        store.mark_subscriber_status(session, leaver.id, SubscriberStatus.unsubscribed)
+        subscribers.mark_subscriber_status(session, leaver.id, SubscriberStatus.unsubscribed)
     request.getfixturevalue("worker")()
     assert [r.rcpt_tos[0] for r in smtp.received] == ["stay@example.com"]
-    assert editions.status(rt, week).skipped == 1
+    assert control.status(rt, week).skipped == 1
 
 
 @pytest.mark.slow
@@ -242,10 +245,10 @@ def test_fan_out_keeps_at_most_the_queue_window_in_redis_and_tops_up_as_it_drain
         editions_only = dramatiq.Worker(rt.broker, queues={"editions"}, worker_threads=1)
         editions_only.start()
         try:
-            wait_until(lambda: editions.status(rt, week).total == 300)
+            wait_until(lambda: control.status(rt, week).total == 300)
             time.sleep(1.5)  # a refill pass or two
             assert 0 < rt.redis.llen("newsletter:deliveries") <= 40
-            assert editions.status(rt, week).queued == 300  # the rest wait in the database
+            assert control.status(rt, week).queued == 300  # the rest wait in the database
         finally:
             editions_only.stop()
 
@@ -258,6 +261,6 @@ def test_fan_out_keeps_at_most_the_queue_window_in_redis_and_tops_up_as_it_drain
                 dramatiq_worker.join()
         assert len({r.rcpt_tos[0] for r in smtp.received}) == 300
         assert len(smtp.received) == 300
-        assert editions.status(rt, week).status == "sent"
+        assert control.status(rt, week).status == "sent"
     finally:
         rt.close()

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from worker.errors import InputError
-from worker.planning import (
+from worker.sending.planning import (
     Candidate,
     category_key,
     parse_week,

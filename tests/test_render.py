@@ -15,15 +15,15 @@ from pathlib import Path
 import pytest
 
 from tests.factories import view
-from worker.message import Identity, QpTemplate, Recipient, build_message, prepare
-from worker.render import (
+from worker.catalog.views import ComparisonView, ReviewView, ToolView
+from worker.sending.message import Identity, QpTemplate, Recipient, build_message, prepare
+from worker.sending.render import (
     HTML_BUDGET_BYTES,
     RenderedMail,
     Renderer,
     encoded_html_bytes,
     sample_values,
 )
-from worker.store import ComparisonView, ReviewView, ToolView
 
 NOW = datetime(2026, 11, 27, 15, 0, tzinfo=UTC)
 DATA = Path(__file__).resolve().parent / "data"
@@ -191,7 +191,7 @@ def test_store_content_is_escaped_and_arrives_intact() -> None:
     mail = _renderer().render_digest("2026-W48", [c])
     html = mail.html.fill({**_reader_values(), "name": "SLOT"}, escape=True)
     assert "<script" not in html.lower() and "<b>Builder" not in html
-    assert "&lt;script&gt;alert(1)&lt;/script&gt; &amp; \"quotes\" 🚀 Café" in html
+    assert '&lt;script&gt;alert(1)&lt;/script&gt; &amp; "quotes" 🚀 Café' in html
     assert "The &lt;b&gt;Builder&lt;/b&gt;" in html
     assert "@@deadbeef0000:name@@" in html and "SLOT" not in html
     text = _text(mail)

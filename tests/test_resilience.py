@@ -30,11 +30,15 @@ from sqlalchemy import func, select
 
 from tests.conftest import ROOT, SmtpHandler, free_port, wait_until
 from tests.factories import FanOutHere, comparison, load, send, subscribe
-from worker import editions, store
+from worker.actors import actors_of
 from worker.config import Settings
 from worker.models import BounceEvent, Delivery, Edition, Subscriber
-from worker.planning import week_bounds, week_of
-from worker.runtime import EDITION_INFO_TTL_S, Runtime, open_runtime
+from worker.runtime import Runtime, open_runtime
+from worker.sending import control
+from worker.sending import queries as sending
+from worker.sending.caches import EDITION_INFO_TTL_S
+from worker.sending.planning import week_bounds, week_of
+from worker.subscribers import queries as subscribers
 from worker.supervisor import running_worker
 
 # Fast retries and a quick sweep for every test of this module (the rt and worker fixtures).
@@ -269,8 +273,8 @@ def subscribe_all(rt: Runtime, emails: list[str]) -> None:
         subscribe(rt, *[(email, "", ()) for email in emails[i : i + 1000]])
 
 
-def status(rt: Runtime, week: str) -> editions.EditionStatusView:
-    return editions.status(rt, week)
+def status(rt: Runtime, week: str) -> control.EditionStatusView:
+    return control.status(rt, week)
 
 
 def delivery_of(rt: Runtime, week: str, email: str) -> Delivery:
@@ -286,14 +290,14 @@ def delivery_of(rt: Runtime, week: str, email: str) -> Delivery:
 
 def subscriber_status(rt: Runtime, email: str) -> str:
     with rt.session() as session:
-        found = store.get_subscriber_by_email(session, email)
+        found = subscribers.get_subscriber_by_email(session, email)
     assert found is not None
     return found.status
 
 
 def wait_for_edition(
     rt: Runtime, week: str, wanted: str = "sent", timeout_s: float = 60
-) -> editions.EditionStatusView:
+) -> control.EditionStatusView:
     wait_until(lambda: status(rt, week).status == wanted, timeout_s)
     return status(rt, week)
 
@@ -358,11 +362,11 @@ def test_a_delivery_left_sending_by_a_dead_worker_is_taken_back_after_stuck_afte
     week, now = this_week()
     publish_this_week(rt, now)
     subscribe_all(rt, readers(20))
-    editions.start_send(rt, week, now, FanOutHere(rt))
+    control.start_send(rt, week, now, FanOutHere(rt))
     # A worker claims reader 7's delivery and dies before sending: its job is gone.
     orphan = delivery_of(rt, week, "reader00007@example.com")
     with rt.session() as session, session.begin():
-        assert store.claim_deliveries(session, [orphan.id or 0], datetime.now(UTC))
+        assert sending.claim_deliveries(session, [orphan.id or 0], datetime.now(UTC))
     claimed_at = time.monotonic()
 
     with sweeping_worker(rt):
@@ -387,9 +391,9 @@ def test_every_job_enqueued_three_times_still_mails_each_reader_once(
     subscribe_all(rt, everyone)
 
     def thrice(jobs: list[tuple[int, str]]) -> None:  # side by side: copies run together
-        rt.actors.enqueue([(i, f"{job}.{copy}") for i, job in jobs for copy in range(3)])
+        actors_of(rt).enqueue([(i, f"{job}.{copy}") for i, job in jobs for copy in range(3)])
 
-    editions.start_send(rt, week, now, FanOutHere(rt, enqueue=thrice))
+    control.start_send(rt, week, now, FanOutHere(rt, enqueue=thrice))
     with sweeping_worker(rt, threads=8):
         view = wait_for_edition(rt, week)
 
@@ -745,7 +749,7 @@ def test_two_schedulers_firing_together_make_one_edition_and_mail_everyone_once(
 # --- 6. pause, resume, cancel --------------------------------------------------------------------
 
 
-def settled(rt: Runtime, week: str) -> editions.EditionStatusView:
+def settled(rt: Runtime, week: str) -> control.EditionStatusView:
     """Wait until no delivery is held by a worker (in-flight mails have landed)."""
     wait_until(lambda: status(rt, week).sending == 0)
     time.sleep(0.3)
@@ -769,7 +773,7 @@ def test_pause_stops_sending_and_resume_finishes_the_edition_without_duplicates(
         send(rt, week, now)
         wait_until(lambda: len(smtp.received) >= 50)
         # What `newsletter pause` does, without a subprocess's start-up time under load.
-        assert editions.pause(operator, week)
+        assert control.pause(operator, week)
         mails_at_pause = len(smtp.received)
         paused = settled(rt, week)
         mails_then = len(smtp.received)
@@ -804,7 +808,7 @@ def test_cancel_mid_edition_skips_everyone_not_yet_mailed(
     with sweeping_worker(rt):
         send(rt, week, now)
         wait_until(lambda: len(smtp.received) >= 50)
-        assert editions.cancel(rt, week) > 0  # what `newsletter cancel` does
+        assert control.cancel(rt, week) > 0  # what `newsletter cancel` does
         mails_at_cancel = len(smtp.received)
         cancelled = settled(rt, week)
         mails_then = len(smtp.received)

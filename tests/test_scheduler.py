@@ -25,9 +25,9 @@ from apscheduler.schedulers.base import BaseScheduler
 import scheduler
 from tests.conftest import SmtpHandler, wait_until
 from tests.factories import comparison, load, subscribe
-from worker import store
 from worker.config import Settings
 from worker.runtime import Runtime
+from worker.sending import queries as sending
 
 PARIS = ZoneInfo("Europe/Paris")
 WEEKLY = "weekly-edition"
@@ -80,7 +80,7 @@ def decided(run: JobExecutionEvent) -> str:
 
 def weeks_with_an_edition(rt: Runtime) -> list[str]:
     with rt.session() as session:
-        return sorted(e.week for e in store.list_editions(session))
+        return sorted(e.week for e in sending.list_editions(session))
 
 
 def mails_per_reader(smtp: SmtpHandler) -> dict[str, int]:
@@ -296,22 +296,23 @@ def test_a_fire_leaves_an_edition_an_operator_paused_alone(
     worker: Callable[[], None],
     smtp: SmtpHandler,
 ) -> None:
-    from worker import editions
     from worker.models import EditionStatus
+    from worker.sending import control
+    from worker.sending import queries as sending
 
     settings = make_settings(timezone="Europe/Paris")
     prepare_week(rt, FRIDAY_FIRE - timedelta(days=1))
     with time_machine.travel(FRIDAY_FIRE + timedelta(hours=1)):
-        edition, created = editions.ensure_edition(rt, "2026-W47", datetime.now(UTC))
+        edition, created = control.ensure_edition(rt, "2026-W47", datetime.now(UTC))
         assert created and edition is not None and edition.id is not None
         with rt.session() as session, session.begin():
-            assert store.mark_edition_status(
+            assert sending.mark_edition_status(
                 session, edition.id, EditionStatus.paused, (EditionStatus.draft.value,)
             )
         with running(settings) as sched:
             assert decided(sched.next_run()) == "already-done"
         worker()
-    assert editions.get_edition(rt, "2026-W47").status == EditionStatus.paused.value
+    assert control.get_edition(rt, "2026-W47").status == EditionStatus.paused.value
     assert smtp.received == []
 
 

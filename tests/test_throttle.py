@@ -8,7 +8,7 @@ import redis
 
 from worker.config import load_settings, parse_domain_rates, per_second
 from worker.errors import ConfigError
-from worker.throttle import Throttle
+from worker.sending.throttle import Throttle
 
 
 class Sleeps:

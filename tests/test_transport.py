@@ -19,8 +19,8 @@ from worker.errors import (
     TemporaryFailure,
     UncertainDelivery,
 )
-from worker.message import _qp
-from worker.transport import OutboxTransport, SmtpTarget, SmtpTransport
+from worker.sending.message import _qp
+from worker.sending.transport import OutboxTransport, SmtpTarget, SmtpTransport
 
 MESSAGE = (
     b"From: a@example.com\r\nTo: b@example.com\r\nSubject: dots\r\n\r\n"

@@ -13,8 +13,8 @@ from fastapi.testclient import TestClient
 from tests.conftest import SmtpHandler
 from tests.factories import comparison, subscribe
 from worker.models import utcnow
-from worker.planning import week_of
 from worker.runtime import Runtime
+from worker.sending.planning import week_of
 from worker.web import create_app
 
 SAMPLES = Path(__file__).parent.parent / "samples" / "comparisons.json"

@@ -21,10 +21,10 @@ from sqlmodel import select
 
 from tests.factories import FanOutHere
 from tests.test_resilience import publish_this_week, readers, subscribe_all, this_week
-from worker import editions
 from worker.models import Delivery
 from worker.runtime import Runtime, open_runtime
-from worker.writer import DeliveryWriter
+from worker.sending import control
+from worker.sending.writer import DeliveryWriter
 
 
 def owed(rt: Runtime, count: int) -> list[int]:
@@ -33,7 +33,7 @@ def owed(rt: Runtime, count: int) -> list[int]:
     publish_this_week(rt, now)
     subscribe_all(rt, readers(count))
 
-    editions.start_send(rt, week, now, FanOutHere(rt, enqueue=lambda jobs: None))
+    control.start_send(rt, week, now, FanOutHere(rt, enqueue=lambda jobs: None))
     with rt.session() as session:
         return sorted(i for i in session.exec(select(Delivery.id)).all() if i is not None)
 

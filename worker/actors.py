@@ -17,10 +17,11 @@ from typing import Any
 
 import dramatiq
 
-from worker import editions, store
 from worker.broker import enqueue_many, jobs_present
 from worker.models import EditionStatus, utcnow
 from worker.runtime import Runtime
+from worker.sending import delivery, pipeline
+from worker.sending import queries as sending
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +129,7 @@ class Actors:
     # --- actor bodies ----------------------------------------------------------------------
 
     def _fan_out(self, edition_id: int) -> None:
-        editions.fan_out(self.rt, edition_id, self)
+        pipeline.fan_out(self.rt, edition_id, self)
 
     def _refill(self, edition_id: int, token: str) -> None:
         """Every second while an edition is sending: top its queue up, and mark it sent when
@@ -141,10 +142,10 @@ class Actors:
                 return
         elif owner != token:
             return  # another chain took over
-        editions.refill(self.rt, edition_id, utcnow(), self)
-        done = editions.finish_if_done(self.rt, edition_id)
+        pipeline.refill(self.rt, edition_id, utcnow(), self)
+        done = pipeline.finish_if_done(self.rt, edition_id)
         with self.rt.session() as session:
-            edition = store.get_edition_by_id(session, edition_id)
+            edition = sending.get_edition_by_id(session, edition_id)
         if done or edition is None or edition.status != EditionStatus.sending.value:
             if _text(redis.get(key)) == token:
                 redis.delete(key)
@@ -153,10 +154,10 @@ class Actors:
         self.refill.send_with_options(args=(edition_id, token), delay=REFILL_EVERY_MS)
 
     def _deliver(self, delivery_id: int) -> None:
-        editions.deliver(self.rt, delivery_id)
+        delivery.deliver(self.rt, delivery_id)
 
     def _send_mail(self, kind: str, subscriber_id: int) -> None:
-        from worker import transactional
+        from worker.sending import transactional
 
         transactional.send(self.rt, kind, subscriber_id)
 
@@ -167,7 +168,7 @@ class Actors:
         lock_ms = int(self.rt.settings.sweep_interval_s * 900)
         if not self.rt.redis.set(SWEEP_LOCK, "1", nx=True, px=max(lock_ms, 1000)):
             return None
-        return editions.sweep(self.rt, utcnow(), self)
+        return pipeline.sweep(self.rt, utcnow(), self)
 
     def poll_bounces_once(self) -> int | None:
         """Read the bounce mailbox if one is set and no process polled it lately."""
@@ -182,6 +183,11 @@ class Actors:
         from worker.bounces.mailbox import poll
 
         return poll(settings.bounce_mailbox, intake_for(self.rt))
+
+
+def actors_of(rt: Runtime) -> Actors:
+    """The process's actors, declared once on its runtime's broker."""
+    return rt.kept("actors", lambda: Actors(rt))
 
 
 def _text(value: bytes | str | None) -> str | None:

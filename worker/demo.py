@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from worker.planning import week_bounds, week_of
-from worker.subscribers import SubscriberInput
+from worker.sending.planning import week_bounds, week_of
+from worker.subscribers.rules import SubscriberInput
 
 SAMPLES_DIR = Path(__file__).resolve().parent.parent / "samples"
 FIRST_NAMES = (

@@ -46,6 +46,12 @@ class NotFound(NewsletterError):
     exit_code = 1
 
 
+class Conflict(NewsletterError):
+    """What was asked is not allowed in the thing's current state (a paused edition sent)."""
+
+    exit_code = 1
+
+
 class BrokerUnavailable(NewsletterError):
     """Redis, embedded or not, cannot be reached or started."""
 

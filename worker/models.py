@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from datetime import UTC, datetime
 
-from sqlalchemy import Column, Index, LargeBinary, Text, UniqueConstraint
+from sqlalchemy import Column, Index, LargeBinary, Text, UniqueConstraint, false
 from sqlmodel import Field, SQLModel
 
 
@@ -106,6 +106,8 @@ class Subscriber(SQLModel, table=True):
     confirmed_at: datetime | None = None
     status_changed_at: datetime | None = None
     last_confirmation_sent_at: datetime | None = None
+    accepted_at: datetime | None = None
+    """When a delivery notice last said mail to this address was accepted."""
 
 
 class Edition(SQLModel, table=True):
@@ -170,6 +172,8 @@ class BounceEvent(SQLModel, table=True):
     recipient: str = Field(default="", max_length=320)
     kind: str = Field(max_length=20)
     reason: str = Field(default="unknown", max_length=40)
+    delayed: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
+    """A delay notice (the message is still being tried): recorded, never a strike."""
     source: str = Field(max_length=20)
     status_code: str | None = Field(default=None, max_length=20)
     diagnostic: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))

@@ -1,43 +1,37 @@
-"""What a running process holds: settings, database engine, Redis, broker, transport, caches.
+"""The container of a running process: settings, database engine, Redis, broker, transport,
+renderer, identity and the delivery writer.
 
 Built once per entry point from the settings and handed to whatever needs it; nothing reads
-settings from a global.
+settings from a global. It holds infrastructure only: no service, actor or entry point is
+imported here (an import-linter contract keeps it so). What the services keep per process
+(caches, the actors) lives in ``memo``, under a key of their own.
 """
 
 from __future__ import annotations
 
 import threading
-import time
-from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.utils import parseaddr
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import Any, TypeVar
 
 import redis
 from dramatiq.brokers.redis import RedisBroker
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from worker import store
 from worker.broker import connect_redis, make_broker
 from worker.config import Settings
 from worker.db import WriterLock, is_migrated, make_engine, migrate
-from worker.dkim import load_signer
 from worker.errors import DatabaseUnavailable
-from worker.message import Identity, PreparedMail, prepare
-from worker.planning import Candidate, category_key, pick_for, split_categories
-from worker.render import Renderer
-from worker.throttle import Throttle
-from worker.transport import Transport, make_transport
-from worker.writer import DeliveryWriter
+from worker.sending.dkim import load_signer
+from worker.sending.message import Identity
+from worker.sending.render import Renderer
+from worker.sending.transport import Transport, make_transport
+from worker.sending.writer import DeliveryWriter
 
-if TYPE_CHECKING:
-    from worker.actors import Actors
-
-MAIL_CACHE_SIZE = 256
-EDITION_INFO_TTL_S = 1.0
-"""How stale a worker's view of an edition's status may be: a pause takes effect this fast."""
+T = TypeVar("T")
 
 
 @dataclass
@@ -51,11 +45,7 @@ class Runtime:
     renderer: Renderer
     identity: Identity
     redis_client: redis.Redis | None = None
-    _mails: OrderedDict[tuple[str, tuple[int, ...]], PreparedMail] = field(
-        default_factory=OrderedDict
-    )
-    _editions: dict[int, tuple[float, store.EditionInfo]] = field(default_factory=dict)
-    _planned: dict[int, list[Candidate]] = field(default_factory=dict)
+    memo: dict[str, Any] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @cached_property
@@ -69,18 +59,6 @@ class Runtime:
     def broker(self) -> RedisBroker:
         """The dramatiq broker on our Redis."""
         return make_broker(self.redis)
-
-    @cached_property
-    def actors(self) -> Actors:
-        """The dramatiq actors, declared once on this runtime's broker."""
-        from worker.actors import Actors
-
-        return Actors(self)
-
-    @cached_property
-    def throttle(self) -> Throttle:
-        """The shared send-rate limiter."""
-        return Throttle(self.redis, self.settings.send_rate, self.settings.domain_rate_per_s)
 
     @cached_property
     def writer_lock(self) -> WriterLock:
@@ -104,60 +82,13 @@ class Runtime:
         """A new database session."""
         return Session(self.engine, expire_on_commit=False)
 
-    def planned(self, edition_id: int) -> list[Candidate]:
-        """The comparisons an edition carries, as candidates, newest first (cached)."""
+    def kept(self, key: str, build: Callable[[], T]) -> T:
+        """What a service keeps for the life of this process under ``key``, built on first use."""
         with self._lock:
-            cached = self._planned.get(edition_id)
-        if cached is not None:
-            return cached
-        with self.session() as session:
-            ids = store.list_edition_comparison_ids(session, edition_id)
-            views = store.get_comparison_views(session, ids)
-        planned = [Candidate(v.id, v.category, v.published_at) for v in views]
-        with self._lock:
-            self._planned[edition_id] = planned
-        return planned
-
-    def picks_for(self, edition_id: int, categories: str) -> tuple[int, ...]:
-        """Ids of the comparisons of an edition that a subscriber with ``categories`` gets."""
-        return pick_for(category_key(split_categories(categories)), self.planned(edition_id))
-
-    def edition_info(self, edition_id: int) -> store.EditionInfo:
-        """Week, kind and status of an edition, re-read at most once a second per process."""
-        now = time.monotonic()
-        cached = self._editions.get(edition_id)
-        if cached is not None and now - cached[0] < EDITION_INFO_TTL_S:
-            return cached[1]
-        with self.engine.connect() as conn:
-            info = store.get_edition_info(conn, edition_id)
-        self._editions[edition_id] = (now, info)
-        return info
-
-    def forget_edition(self, edition_id: int) -> None:
-        """Drop the cached status of an edition (this process just changed it)."""
-        self._editions.pop(edition_id, None)
-
-    def mail_for(
-        self, week: str, comparison_ids: tuple[int, ...], kind: str = "digest"
-    ) -> PreparedMail:
-        """The compiled mail for this set of comparisons, rendered once per process."""
-        cache_key = (week, comparison_ids)
-        with self._lock:
-            mail = self._mails.get(cache_key)
-            if mail is not None:
-                self._mails.move_to_end(cache_key)
-                return mail
-        with self.session() as session:
-            views = store.get_comparison_views(session, comparison_ids)
-        if kind == "alert":
-            mail = prepare(self.renderer.render_alert(views[0]))
-        else:
-            mail = prepare(self.renderer.render_digest(week, views))
-        with self._lock:
-            self._mails[cache_key] = mail
-            while len(self._mails) > MAIL_CACHE_SIZE:
-                self._mails.popitem(last=False)
-        return mail
+            if key not in self.memo:
+                self.memo[key] = build()
+            value: T = self.memo[key]
+            return value
 
     def close(self) -> None:
         """Release connections (SMTP, database)."""

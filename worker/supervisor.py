@@ -14,7 +14,7 @@ from contextlib import contextmanager
 
 import dramatiq
 
-from worker.actors import Actors, Sweeper
+from worker.actors import Actors, Sweeper, actors_of
 from worker.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -27,7 +27,7 @@ def running_worker(
     rt: Runtime, threads: int | None = None, sweep: bool = True
 ) -> Iterator[tuple[Actors, dramatiq.Worker]]:
     """A dramatiq worker (and the periodic sweep) running in this process for the block."""
-    actors = rt.actors
+    actors = actors_of(rt)
     threads = threads or rt.settings.worker_threads
     worker = dramatiq.Worker(rt.broker, worker_threads=threads, worker_timeout=200)
     # dramatiq fetches 2 jobs per thread; once they are all in hand its consumer sleeps, in

@@ -24,13 +24,16 @@ from typing import TYPE_CHECKING
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from worker import store
 from worker.bounces import BounceFinding, ParsedBounce, ProviderEvent
+from worker.bounces import queries as bounces
 from worker.bounces.dsn import parse_bounce
-from worker.bounces.policy import BounceFacts, Policy, record_bounce
+from worker.bounces.policy import BounceFacts, Policy
+from worker.bounces.record import record_bounce
 from worker.errors import BounceParseError, InvalidToken
 from worker.models import utcnow
-from worker.tokens import read_verp_token, token_from_address
+from worker.sending import queries as sending
+from worker.sending.tokens import read_verp_token, token_from_address
+from worker.subscribers import queries as subscribers
 
 if TYPE_CHECKING:
     from worker.runtime import Runtime
@@ -92,7 +95,7 @@ def message_key(raw: bytes, message_id: str | None) -> str:
 
 
 def _delivery_match(session: Session, delivery_id: int) -> Match | None:
-    delivery = store.get_delivery(session, delivery_id)
+    delivery = sending.get_delivery(session, delivery_id)
     if delivery is None:
         return None
     return Match(delivery.subscriber_id, delivery.id, delivery.edition_id)
@@ -121,11 +124,11 @@ def match_bounce(
             return found
     if parsed.original_message_id:
         ours = _OUR_MESSAGE_ID.match(parsed.original_message_id.strip())
-        delivery = store.get_delivery_by_message_id(session, parsed.original_message_id)
+        delivery = sending.get_delivery_by_message_id(session, parsed.original_message_id)
         if delivery is not None and ours:
             return Match(delivery.subscriber_id, delivery.id, delivery.edition_id)
     if recipient:
-        subscriber = store.get_subscriber_by_email(session, recipient)
+        subscriber = subscribers.get_subscriber_by_email(session, recipient)
         if subscriber is not None:
             return Match(subscriber.id)
     return Match()
@@ -166,7 +169,7 @@ class Intake:
         if not counted:
             result.outcome, result.reason = "ignored", "nothing to count (auto-reply or notice)"
         with Session(self.engine) as session, session.begin():
-            if not dry_run and not store.remember_inbound(
+            if not dry_run and not bounces.remember_inbound(
                 session, key, result.outcome, result.reason, None
             ):
                 result.outcome, result.reason = "duplicate", "this message was processed before"
@@ -206,7 +209,7 @@ class Intake:
                     self.policy,
                 )
             if not dry_run and result.outcome != "recorded":
-                store.update_inbound(session, key, result.outcome, result.reason)
+                bounces.update_inbound(session, key, result.outcome, result.reason)
         return result
 
     def _carries_token(self, parsed: ParsedBounce) -> bool:
@@ -222,7 +225,7 @@ class Intake:
             return result
         key = message_key(raw, None)
         with Session(self.engine) as session, session.begin():
-            if not store.remember_inbound(session, key, "kept", reason, None):
+            if not bounces.remember_inbound(session, key, "kept", reason, None):
                 result.outcome, result.reason = "duplicate", "this message was processed before"
                 return result
         self.kept_dir.mkdir(parents=True, exist_ok=True)
@@ -248,11 +251,11 @@ def record_provider_event(session: Session, event: ProviderEvent, policy: Policy
     """Match a webhook event by our Message-ID, else by address, and record it once."""
     found = Match()
     if event.message_id:
-        delivery = store.get_delivery_by_message_id(session, event.message_id)
+        delivery = sending.get_delivery_by_message_id(session, event.message_id)
         if delivery is not None:
             found = Match(delivery.subscriber_id, delivery.id, delivery.edition_id)
     if found.subscriber_id is None and event.recipient:
-        subscriber = store.get_subscriber_by_email(session, event.recipient)
+        subscriber = subscribers.get_subscriber_by_email(session, event.recipient)
         if subscriber is not None:
             found = Match(subscriber.id)
     if event.kind == "ignored":

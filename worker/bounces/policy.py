@@ -1,21 +1,21 @@
-"""What a bounce does to a subscriber and a delivery (SPEC §6, issue policy defaults).
+"""What a bounce does to a subscriber (SPEC §6): a decision, pure and table-tested; recording
+it and acting on it is ``worker.bounces.record``.
 
 hard → subscriber ``bounced`` at once; complaint → ``complained`` at once; soft → ``bounced``
-after ``soft_bounce_limit`` soft bounces on distinct days within ``soft_bounce_window_days``
-(a successful delivery resets the count); sender problems and ignored notices change nothing
-about the subscriber.
+after ``soft_bounce_limit`` soft bounces on distinct days within ``soft_bounce_window_days``,
+days counted by when we received them: a delay notice is recorded but is never a strike, and a
+message accepted after a soft bounce starts the count again; sender problems and ignored
+notices change nothing about the subscriber.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlmodel import Session
-
-from worker import store
 from worker.bounces.classify import classify
-from worker.models import DeliveryStatus, SubscriberStatus, utcnow
+from worker.models import SubscriberStatus
 
 
 @dataclass(frozen=True)
@@ -83,52 +83,42 @@ def refusal_facts(
     )
 
 
-_SUPPRESS = {"hard": SubscriberStatus.bounced, "complaint": SubscriberStatus.complained}
+@dataclass(frozen=True)
+class SoftBounce:
+    """A soft bounce as the strike rule sees it: when we received it, and whether it was only a
+    delay notice (the message is still being tried)."""
+
+    received_at: datetime
+    delayed: bool = False
 
 
-def record_bounce(session: Session, facts: BounceFacts, policy: Policy) -> Outcome:
-    """Record the event once, then act on the subscriber and the delivery."""
-    if facts.kind == "ignored":
-        return Outcome(recorded=False)
-    received_at = facts.received_at or utcnow()
-    recorded = store.create_bounce_event(
-        session,
-        subscriber_id=facts.subscriber_id,
-        delivery_id=facts.delivery_id,
-        edition_id=facts.edition_id,
-        recipient=facts.recipient,
-        kind=facts.kind,
-        reason=facts.reason,
-        source=facts.source,
-        status_code=facts.status,
-        diagnostic=facts.diagnostic[:4000],
-        received_at=received_at,
-        provider_event_id=facts.provider_event_id,
+def soft_strikes(
+    soft_bounces: Iterable[SoftBounce],
+    accepted_at: datetime | None,
+    now: datetime,
+    window_days: int,
+) -> int:
+    """Strikes against an address: distinct days, by when we received them, with a soft bounce
+    that is not a delay notice, within ``window_days`` before ``now`` and after the last
+    message the address accepted (``accepted_at``; None if none did)."""
+    start = now - timedelta(days=window_days)
+    if accepted_at is not None and accepted_at > start:
+        start = accepted_at
+    return len(
+        {b.received_at.date() for b in soft_bounces if not b.delayed and b.received_at > start}
     )
-    if not recorded or facts.subscriber_id is None:
-        return Outcome(recorded=recorded)
-    if facts.delivery_id is not None and facts.kind in ("hard", "complaint"):
-        store.mark_delivery(
-            session,
-            facts.delivery_id,
-            DeliveryStatus.bounced,
-            error=f"{facts.kind}: {facts.diagnostic}"[:1000],
-            only_from=(
-                DeliveryStatus.sent.value,
-                DeliveryStatus.sending.value,
-                DeliveryStatus.queued.value,
-                DeliveryStatus.failed.value,
-            ),
-        )
-    status = _SUPPRESS.get(facts.kind)
-    if status is None and facts.kind == "soft" and not facts.delayed:
-        since = received_at - timedelta(days=policy.soft_bounce_window_days)
-        days = store.count_soft_bounce_days(session, facts.subscriber_id, since)
-        if days >= policy.soft_bounce_limit:
-            status = SubscriberStatus.bounced
-    if status is None:
-        return Outcome(recorded=True)
-    # A complaint outranks a bounce; nothing brings back a complained address silently.
-    allowed = [s.value for s in SubscriberStatus if s is not SubscriberStatus.complained]
-    store.mark_subscriber_status(session, facts.subscriber_id, status, only_from=allowed)
-    return Outcome(recorded=True, subscriber_status=status.value)
+
+
+SUPPRESS = {"hard": SubscriberStatus.bounced, "complaint": SubscriberStatus.complained}
+
+
+def verdict(kind: str, delayed: bool, strikes: int, policy: Policy) -> SubscriberStatus | None:
+    """What a recorded bounce does to its subscriber: the status to move them to, or None.
+
+    ``strikes`` counts this bounce too (see ``soft_strikes``).
+    """
+    if kind in SUPPRESS:
+        return SUPPRESS[kind]
+    if kind == "soft" and not delayed and strikes >= policy.soft_bounce_limit:
+        return SubscriberStatus.bounced
+    return None

@@ -29,7 +29,7 @@ from zoneinfo import ZoneInfo
 from apscheduler.triggers.cron import CronTrigger
 
 from worker.models import EditionStatus
-from worker.planning import week_of
+from worker.sending.planning import week_of
 
 DONE = frozenset(
     {EditionStatus.sending, EditionStatus.sent, EditionStatus.paused, EditionStatus.cancelled}

@@ -8,13 +8,15 @@ from fastapi import APIRouter, Body, Depends, Query
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel
 
-from worker import editions, store
-from worker.comparisons import validate_record
+from worker.actors import actors_of
+from worker.catalog.records import validate_record
+from worker.catalog.service import load_comparison_records
 from worker.errors import InputError, NotFound, RecordError
-from worker.loading import load_comparison_records
 from worker.models import utcnow
 from worker.runtime import Runtime
-from worker.subscribers import clean_email
+from worker.sending import control
+from worker.subscribers import queries as subscribers
+from worker.subscribers.rules import clean_email
 from worker.web.deps import operator
 
 router = APIRouter(prefix="/api", tags=["operator"])
@@ -50,23 +52,23 @@ def post_comparison(
 @router.post("/editions")
 def post_edition(body: WeekBody, rt: Runtime = Depends(operator)) -> JSONResponse:
     """Create the edition of a week (201), or return the existing one (200)."""
-    week = editions.resolve_week(rt, body.week)
-    edition, created = editions.ensure_edition(rt, week, utcnow())
+    week = control.resolve_week(rt, body.week)
+    edition, created = control.ensure_edition(rt, week, utcnow())
     if edition is None:
         raise InputError(f"nothing to send for {week}: no new comparisons in that week")
-    return JSONResponse(editions.status(rt, week).as_json(), status_code=201 if created else 200)
+    return JSONResponse(control.status(rt, week).as_json(), status_code=201 if created else 200)
 
 
 @router.get("/editions/{week}")
 def get_edition(week: str, rt: Runtime = Depends(operator)) -> dict[str, Any]:
     """The edition's counters (the fields of ``status --json``)."""
-    return editions.status(rt, _week(rt, week)).as_json()
+    return control.status(rt, _week(rt, week)).as_json()
 
 
 @router.get("/editions/{week}/preview", response_class=HTMLResponse)
 def preview(week: str, rt: Runtime = Depends(operator)) -> HTMLResponse:
     """The edition's HTML as a sample reader sees it."""
-    edition = editions.get_edition(rt, _week(rt, week))
+    edition = control.get_edition(rt, _week(rt, week))
     return HTMLResponse(edition.html)
 
 
@@ -74,41 +76,41 @@ def preview(week: str, rt: Runtime = Depends(operator)) -> HTMLResponse:
 def send(week: str, rt: Runtime = Depends(operator)) -> dict[str, Any]:
     """Start (or restart) sending; idempotent."""
     week = _week(rt, week)
-    editions.get_edition(rt, week)
-    outcome = editions.start_send(rt, week, utcnow(), rt.actors)
-    return {**editions.status(rt, week).as_json(), "message": outcome.message}
+    control.get_edition(rt, week)
+    outcome = control.start_send(rt, week, utcnow(), actors_of(rt))
+    return {**control.status(rt, week).as_json(), "message": outcome.message}
 
 
 @router.post("/editions/{week}/pause")
 def pause(week: str, rt: Runtime = Depends(operator)) -> dict[str, Any]:
     """Pause sending."""
     week = _week(rt, week)
-    editions.pause(rt, week)
-    return editions.status(rt, week).as_json()
+    control.pause(rt, week)
+    return control.status(rt, week).as_json()
 
 
 @router.post("/editions/{week}/resume")
 def resume(week: str, rt: Runtime = Depends(operator)) -> dict[str, Any]:
     """Resume sending and re-queue what is owed."""
     week = _week(rt, week)
-    requeued = editions.resume(rt, week, utcnow(), rt.actors)
-    return {**editions.status(rt, week).as_json(), "requeued": requeued}
+    requeued = control.resume(rt, week, utcnow(), actors_of(rt))
+    return {**control.status(rt, week).as_json(), "requeued": requeued}
 
 
 @router.post("/editions/{week}/cancel")
 def cancel(week: str, rt: Runtime = Depends(operator)) -> dict[str, Any]:
     """Cancel: nothing more is sent."""
     week = _week(rt, week)
-    editions.cancel(rt, week)
-    return editions.status(rt, week).as_json()
+    control.cancel(rt, week)
+    return control.status(rt, week).as_json()
 
 
 @router.post("/test-send")
 def test_send(body: TestSendBody, rt: Runtime = Depends(operator)) -> dict[str, Any]:
     """Send the week's digest to one address: no delivery, ``[TEST]`` subject."""
     address = clean_email(body.email)
-    week = editions.resolve_week(rt, body.week)
-    message_id = editions.test_send(rt, address, week, utcnow())
+    week = control.resolve_week(rt, body.week)
+    message_id = control.test_send(rt, address, week, utcnow())
     return {"email": address, "week": week, "message_id": message_id}
 
 
@@ -121,7 +123,7 @@ def list_subscribers(
 ) -> dict[str, Any]:
     """One keyset page of subscribers; pass ``next`` as ``after`` for the next page."""
     with rt.session() as session:
-        page = store.list_subscribers_page(session, after, limit, status)
+        page = subscribers.list_subscribers_page(session, after, limit, status)
     items = [
         {
             "id": s.id,
@@ -139,6 +141,6 @@ def list_subscribers(
 
 def _week(rt: Runtime, week: str) -> str:
     try:
-        return editions.resolve_week(rt, week)
+        return control.resolve_week(rt, week)
     except InputError as exc:
         raise NotFound(str(exc)) from None

@@ -8,7 +8,7 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
-from worker.render import TEMPLATES_DIR
+from worker.sending.render import TEMPLATES_DIR
 
 templates = Jinja2Templates(directory=str(TEMPLATES_DIR / "web"))
 

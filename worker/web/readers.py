@@ -17,19 +17,23 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
-from worker import readers, store
+from worker.actors import actors_of
+from worker.catalog import queries as catalog
 from worker.config import parse_rate
 from worker.errors import InvalidToken
 from worker.models import Subscriber, SubscriberStatus
-from worker.readers import FormErrors
 from worker.runtime import Runtime
-from worker.tokens import read_link, sign_link
+from worker.sending.tokens import read_link, sign_link
+from worker.subscribers import queries as subscribers
+from worker.subscribers import service as readers
+from worker.subscribers.rules import moves_into
+from worker.subscribers.service import FormErrors
 from worker.web.deps import runtime
 from worker.web.pages import page
 
 router = APIRouter(tags=["readers"])
 
-UNSUBSCRIBABLE = (SubscriberStatus.pending.value, SubscriberStatus.active.value)
+UNSUBSCRIBABLE = moves_into(SubscriberStatus.unsubscribed)
 RATE_KEY = "newsletter:subscribe-rate"
 EXPORT_FILENAME = "weekly-ai-tool-verdicts-my-data.json"
 
@@ -102,7 +106,7 @@ def _subscriber(rt: Runtime, purpose: str, token: str) -> tuple[Subscriber | Non
     except InvalidToken as exc:
         return None, "expired" if "expired" in str(exc) else "invalid"
     with rt.session() as session:
-        subscriber = store.get_subscriber_by_token(session, handle)
+        subscriber = subscribers.get_subscriber_by_token(session, handle)
     return subscriber, "ok" if subscriber else "invalid"
 
 
@@ -111,7 +115,7 @@ def _subscriber(rt: Runtime, purpose: str, token: str) -> tuple[Subscriber | Non
 
 def _categories(rt: Runtime, extra: Sequence[str] = ()) -> list[str]:
     with rt.session() as session:
-        known = store.list_categories(session)
+        known = catalog.list_categories(session)
     folded = {c.casefold() for c in known}
     return known + [c for c in extra if c.casefold() not in folded]
 
@@ -220,7 +224,7 @@ def subscribe(
     )
     outcome = readers.subscribe(rt, wanted, consent)
     if outcome.mail and outcome.subscriber_id is not None:
-        rt.actors.send_transactional(outcome.mail, outcome.subscriber_id)
+        actors_of(rt).send_transactional(outcome.mail, outcome.subscriber_id)
     return _check_your_inbox(request, wanted.email, framed)
 
 
@@ -342,9 +346,7 @@ def unsubscribe(token: str, request: Request, rt: RT) -> Response:
         return _message(request, "Link not valid", "This unsubscribe link is not valid.", 400)
     assert subscriber.id is not None
     with rt.session() as session, session.begin():
-        store.mark_subscriber_status(
-            session, subscriber.id, SubscriberStatus.unsubscribed, only_from=UNSUBSCRIBABLE
-        )
+        subscribers.mark_subscriber_status(session, subscriber.id, SubscriberStatus.unsubscribed)
     return _message(
         request,
         "You are unsubscribed",
@@ -454,7 +456,7 @@ def delete(token: str, request: Request, rt: RT, confirm: Field = None) -> Respo
             status_code=422,
         )
     with rt.session() as session, session.begin():
-        current = store.get_subscriber_by_token(session, subscriber.token)
+        current = subscribers.get_subscriber_by_token(session, subscriber.token)
         if current is not None:
             readers.erase(session, rt.secret_key, current)
     return _message(

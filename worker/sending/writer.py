@@ -31,8 +31,8 @@ from typing import Any
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
-from worker import store
 from worker.models import DeliveryStatus, utcnow
+from worker.sending import queries as sending
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +107,7 @@ class _Hold:
 
 @dataclass(frozen=True)
 class Outcome:
-    """How a held delivery ended (see ``store.mark_delivery``)."""
+    """How a held delivery ended (see ``sending.mark_delivery``)."""
 
     status: DeliveryStatus
     error: str | None = None
@@ -145,18 +145,18 @@ class DeliveryWriter:
 
     # --- what worker threads call ---------------------------------------------------------
 
-    def claim(self, delivery_id: int) -> store.Claim | None:
-        """Take a delivery (``store.claim_deliveries``) and hold it; None when it is not owed."""
+    def claim(self, delivery_id: int) -> sending.Claim | None:
+        """Take a delivery (``sending.claim_deliveries``) and hold it; None when it is not owed."""
         write = self._submit("claim", delivery_id, None)
         try:
-            claim: store.Claim | None = write.future.wait()
+            claim: sending.Claim | None = write.future.wait()
         except BaseException:
             # Interrupted while waiting: whatever the writer did for us, undo it.
             write.future.then(self._abandon)
             raise
         return claim
 
-    def still_held(self, claim: store.Claim) -> bool:
+    def still_held(self, claim: sending.Claim) -> bool:
         """True when the claim is certainly still ours: renewed lately, or confirmed now with a
         write (which also renews it). False when the sweep took it back meanwhile."""
         with self._mutex:
@@ -178,7 +178,7 @@ class DeliveryWriter:
         return changed
 
     def release(self, delivery_id: int) -> None:
-        """Hand a held delivery back untouched (``store.release_delivery``)."""
+        """Hand a held delivery back untouched (``sending.release_delivery``)."""
         self._submit("release", delivery_id, None).future.wait()
 
     def forget(self, delivery_id: int) -> None:
@@ -208,7 +208,7 @@ class DeliveryWriter:
 
     def _abandon(self, future: _Future) -> None:
         claim = future.result if future.error is None else None
-        if isinstance(claim, store.Claim):
+        if isinstance(claim, sending.Claim):
             self.forget(claim.delivery_id)
             try:
                 self._submit("release", claim.delivery_id, None)
@@ -275,7 +275,7 @@ class DeliveryWriter:
                     self._held[delivery_id].renewed = now
             for write in batch:
                 result = results.get(id(write))
-                if write.kind == "claim" and isinstance(result, store.Claim):
+                if write.kind == "claim" and isinstance(result, sending.Claim):
                     self._held[write.delivery_id] = _Hold(result.attempts, now)
                 elif write.kind == "confirm" and result and write.delivery_id in self._held:
                     self._held[write.delivery_id].renewed = now
@@ -310,22 +310,22 @@ class DeliveryWriter:
                 now = utcnow()
                 claims = [w for w in batch if w.kind == "claim"]
                 if claims:
-                    got = store.claim_deliveries(conn, [w.delivery_id for w in claims], now)
+                    got = sending.claim_deliveries(conn, [w.delivery_id for w in claims], now)
                     for write in claims:
                         # The same delivery asked for twice in one batch (a job and its
                         # duplicate): the claim goes to the first asker only.
                         results[id(write)] = got.pop(write.delivery_id, None)
                 sent = [w for w in batch if w.kind == "sent"]
                 if sent:
-                    store.mark_sent(conn, [(w.delivery_id, w.args) for w in sent], now)
+                    sending.mark_sent(conn, [(w.delivery_id, w.args) for w in sent], now)
                 for write in batch:
                     if write.kind == "confirm":
-                        results[id(write)] = store.confirm_claim(
+                        results[id(write)] = sending.confirm_claim(
                             conn, write.delivery_id, write.args, now
                         )
                     elif write.kind == "outcome":
                         outcome: Outcome = write.args
-                        results[id(write)] = store.mark_delivery(
+                        results[id(write)] = sending.mark_delivery(
                             conn,
                             write.delivery_id,
                             outcome.status,
@@ -335,9 +335,9 @@ class DeliveryWriter:
                             only_from=outcome.only_from,
                         )
                     elif write.kind == "release":
-                        store.release_delivery(conn, write.delivery_id)
+                        sending.release_delivery(conn, write.delivery_id)
                 if renew:
-                    store.renew_claims(conn, renew, now)
+                    sending.renew_claims(conn, renew, now)
             return results
         except BaseException:
             if conn.invalidated:

@@ -22,10 +22,11 @@ import css_inline
 import jinja2
 from mjml import mjml2html
 
-from worker import digest
-from worker.store import ComparisonView, alert_key
+from worker.catalog.views import ComparisonView
+from worker.sending import digest
+from worker.sending.planning import alert_key
 
-TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
+TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "templates"
 SLOTS = ("name", "greeting_name", "unsubscribe_url", "preferences_url")
 HTML_LIMIT_BYTES = 102 * 1024
 """Gmail clips a message's HTML past this."""

@@ -1,61 +1,20 @@
-"""Bulk loading into the store: comparison files and subscriber CSVs.
-
-Bad records are reported and skipped; with ``strict`` nothing loads when any record is bad.
-Subscriber CSVs are streamed and written in batches, so a million rows need little memory.
+"""Subscriber CSVs in: streamed, checked row by row, written in batches, so a million rows need
+little memory. A bad row is reported by its line and skipped; with ``strict`` nothing loads.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from worker import store
-from worker.comparisons import ComparisonRecord, read_records, validate_all
 from worker.errors import InputError
-from worker.subscribers import SubscriberInput, read_csv
+from worker.report import ImportReport
+from worker.subscribers import queries as subscribers
+from worker.subscribers.rules import SubscriberInput, read_csv
 
 BATCH = 1000
-
-
-@dataclass
-class ImportReport:
-    """What an import did, and the problems it skipped."""
-
-    created: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    errors: list[str] = field(default_factory=list)
-
-    @property
-    def loaded(self) -> int:
-        """Records written (new or changed)."""
-        return self.created + self.updated
-
-
-def load_comparison_records(engine: Engine, records: Iterable[ComparisonRecord]) -> ImportReport:
-    """Upsert validated comparisons in one transaction."""
-    report = ImportReport()
-    with Session(engine) as session, session.begin():
-        for record in records:
-            if store.upsert_comparison(session, record):
-                report.created += 1
-            else:
-                report.updated += 1
-    return report
-
-
-def import_comparisons(engine: Engine, text: str, strict: bool = False) -> ImportReport:
-    """Validate and load a comparison file's text; bad records are reported with their index."""
-    good, bad = validate_all(read_records(text))
-    errors = [str(e) for e in bad]
-    if strict and bad:
-        raise InputError(f"{len(bad)} invalid record(s), nothing loaded; first: {errors[0]}")
-    report = load_comparison_records(engine, good)
-    report.errors = errors
-    return report
 
 
 def import_subscribers(
@@ -81,7 +40,7 @@ def import_subscribers(
             for start in range(0, len(good), BATCH):
                 _add(
                     report,
-                    store.merge_subscribers(
+                    subscribers.merge_subscribers(
                         session, good[start : start + BATCH], confirmed, source
                     ),
                 )
@@ -106,11 +65,11 @@ def _flush(
     if not batch:
         return
     with Session(engine) as session, session.begin():
-        _add(report, store.merge_subscribers(session, batch, confirmed, source))
+        _add(report, subscribers.merge_subscribers(session, batch, confirmed, source))
     batch.clear()
 
 
-def _add(report: ImportReport, counts: store.MergeCounts) -> None:
+def _add(report: ImportReport, counts: subscribers.MergeCounts) -> None:
     report.created += counts.added
     report.updated += counts.updated
     report.unchanged += counts.unchanged

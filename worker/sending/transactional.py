@@ -14,15 +14,17 @@ from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime
 
-from worker import readers, store
-from worker.bounces.policy import record_bounce, refusal_facts
-from worker.editions import links_for, policy_of
+from worker.bounces.policy import refusal_facts
+from worker.bounces.record import record_bounce
 from worker.errors import InputError, PermanentFailure, RecipientRefused
-from worker.message import Identity
 from worker.models import Subscriber, SubscriberStatus, utcnow
-from worker.render import RenderedMail
 from worker.runtime import Runtime
-from worker.tokens import CONFIRM_MAX_AGE_S, sign_link
+from worker.sending.delivery import links_for, policy_of
+from worker.sending.message import Identity
+from worker.sending.render import RenderedMail
+from worker.sending.tokens import CONFIRM_MAX_AGE_S, sign_link
+from worker.subscribers import queries as subscribers
+from worker.subscribers import service as readers
 
 log = logging.getLogger(__name__)
 
@@ -119,8 +121,8 @@ def send(rt: Runtime, kind: str, subscriber_id: int) -> str:
     if kind not in KINDS:
         raise InputError(f"unknown transactional mail {kind!r}")
     with rt.session() as session:
-        subscriber = store.get_subscriber_by_id(session, subscriber_id)
-        suppressed = subscriber is not None and store.is_suppressed(
+        subscriber = subscribers.get_subscriber_by_id(session, subscriber_id)
+        suppressed = subscriber is not None and subscribers.is_suppressed(
             session, rt.secret_key, subscriber.email
         )
     if subscriber is None or suppressed:

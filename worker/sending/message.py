@@ -18,8 +18,8 @@ from datetime import datetime
 from email.header import Header
 from email.utils import format_datetime, formataddr, parseaddr
 
-from worker.dkim import Signer
-from worker.render import RenderedMail, Spliced
+from worker.sending.dkim import Signer
+from worker.sending.render import RenderedMail, Spliced
 
 
 @dataclass(frozen=True)

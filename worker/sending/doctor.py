@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Literal, Protocol
 
 from dkim.util import InvalidTagValueList, parse_tag_value
 
-from worker.dkim import DkimKey, read_key, record_name
 from worker.errors import ConfigError, InputError, LookupFailed
+from worker.sending.dkim import DkimKey, read_key, record_name
 
 if TYPE_CHECKING:
     from worker.config import Settings

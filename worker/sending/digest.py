@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import date
 from itertools import combinations
 
-from worker.store import ComparisonView, ReviewView, ToolView
+from worker.catalog.views import ComparisonView, ReviewView, ToolView
 
 QUOTE_CHARS = 280
 TAGLINE_CHARS = 90

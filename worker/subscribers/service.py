@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
-from worker import store
+from worker.bounces import queries as bounces
 from worker.errors import InputError, NotFound
 from worker.models import (
     Subscriber,
@@ -22,8 +22,10 @@ from worker.models import (
     utcnow,
 )
 from worker.runtime import Runtime
-from worker.store import Consent
-from worker.subscribers import (
+from worker.subscribers import queries as subscribers
+from worker.subscribers.queries import Consent
+from worker.subscribers.rules import (
+    NEVER_AGAIN,
     clean_cadence,
     clean_categories,
     clean_email,
@@ -40,8 +42,6 @@ CONSENT_IP_MAX = 64
 CONSENT_SOURCE_MAX = 1000
 CONSENT_USER_AGENT_MAX = 500
 
-NEVER_AGAIN = (SubscriberStatus.bounced.value, SubscriberStatus.complained.value)
-"""Statuses the form never revives: the address is dead or its owner called us spam."""
 
 MAIL_CONFIRM = "confirm"
 MAIL_ALREADY = "already_subscribed"
@@ -191,11 +191,11 @@ def _subscribe(
 ) -> SubscribeOutcome:
     c = wanted.choices
     with rt.session() as session, session.begin():
-        if store.is_suppressed(session, rt.secret_key, wanted.email):
+        if subscribers.is_suppressed(session, rt.secret_key, wanted.email):
             return SubscribeOutcome(None, None)
-        known = store.get_subscriber_by_email(session, wanted.email)
+        known = subscribers.get_subscriber_by_email(session, wanted.email)
         if known is None:
-            subscriber_id = store.create_pending_subscriber(
+            subscriber_id = subscribers.create_pending_subscriber(
                 session, wanted.email, c.name, c.stored_categories, c.cadence, consent, now
             )
             mail = MAIL_CONFIRM
@@ -209,10 +209,10 @@ def _subscribe(
         else:
             assert known.id is not None
             subscriber_id, mail = known.id, MAIL_CONFIRM
-            store.mark_subscriber_pending(
+            subscribers.mark_subscriber_pending(
                 session, subscriber_id, c.name, c.stored_categories, c.cadence, consent, now
             )
-        if not store.mark_confirmation_due(session, subscriber_id, now, CONFIRMATION_EVERY_S):
+        if not subscribers.mark_confirmation_due(session, subscriber_id, now, CONFIRMATION_EVERY_S):
             return SubscribeOutcome(subscriber_id, None)
         return SubscribeOutcome(subscriber_id, mail)
 
@@ -221,9 +221,9 @@ def confirm(rt: Runtime, subscriber: Subscriber, now: datetime | None = None) ->
     """Confirm a pending subscriber: ``confirmed``, ``already`` (active) or the status it has."""
     assert subscriber.id is not None
     with rt.session() as session, session.begin():
-        if store.mark_subscriber_confirmed(session, subscriber.id, now or utcnow()):
+        if subscribers.mark_subscriber_confirmed(session, subscriber.id, now or utcnow()):
             return "confirmed"
-        current = store.get_subscriber_by_id(session, subscriber.id)
+        current = subscribers.get_subscriber_by_id(session, subscriber.id)
     if current is None:
         return "gone"
     return "already" if current.status == SubscriberStatus.active.value else current.status
@@ -232,7 +232,7 @@ def confirm(rt: Runtime, subscriber: Subscriber, now: datetime | None = None) ->
 def save_preferences(rt: Runtime, subscriber_id: int, choices: Choices) -> None:
     """Save what a subscriber chose on the preferences page."""
     with rt.session() as session, session.begin():
-        store.mark_subscriber_preferences(
+        subscribers.mark_subscriber_preferences(
             session, subscriber_id, choices.name, choices.stored_categories, choices.cadence
         )
 
@@ -271,11 +271,11 @@ def export_data(session: Session, subscriber: Subscriber) -> dict[str, Any]:
         "consent": consent,
         "deliveries": [
             {**_row(d, skip=("subscriber_id",)), "edition": week}
-            for d, week in store.list_deliveries_of(session, subscriber.id)
+            for d, week in subscribers.list_deliveries_of(session, subscriber.id)
         ],
         "bounce_events": [
             _row(b, skip=("subscriber_id",))
-            for b in store.list_bounce_events_of(session, subscriber)
+            for b in bounces.list_bounce_events_of(session, subscriber)
         ],
     }
 
@@ -283,7 +283,7 @@ def export_data(session: Session, subscriber: Subscriber) -> dict[str, Any]:
 def export_subscriber(rt: Runtime, email: str) -> dict[str, Any]:
     """Everything stored about ``email``; NotFound when no subscriber has it."""
     with rt.session() as session:
-        subscriber = store.get_subscriber_by_email(session, email)
+        subscriber = subscribers.get_subscriber_by_email(session, email)
         if subscriber is None:
             raise NotFound(f"no subscriber {email}")
         return export_data(session, subscriber)
@@ -297,20 +297,20 @@ def erase(session: Session, secret_key: str, subscriber: Subscriber) -> str | No
     """
     reason: str | None = subscriber.status if subscriber.status in NEVER_AGAIN else None
     if reason is None:
-        kinds = {b.kind for b in store.list_bounce_events_of(session, subscriber)}
+        kinds = {b.kind for b in bounces.list_bounce_events_of(session, subscriber)}
         reason = "complained" if "complaint" in kinds else "bounced" if "hard" in kinds else None
     if reason is not None:
-        store.create_suppression(
-            session, store.suppression_hash(secret_key, subscriber.email), reason
+        subscribers.create_suppression(
+            session, subscribers.suppression_hash(secret_key, subscriber.email), reason
         )
-    store.delete_subscriber(session, subscriber)
+    subscribers.delete_subscriber(session, subscriber)
     return reason
 
 
 def erase_subscriber(rt: Runtime, email: str) -> bool:
     """Erase everything stored about ``email``; False when no subscriber has it."""
     with rt.session() as session, session.begin():
-        subscriber = store.get_subscriber_by_email(session, email)
+        subscriber = subscribers.get_subscriber_by_email(session, email)
         if subscriber is None:
             return False
         erase(session, rt.secret_key, subscriber)

@@ -144,3 +144,34 @@ def read_csv(
             )
         except InputError as exc:
             yield line, exc
+
+
+# --- status transitions ------------------------------------------------------------------------
+
+_S = SubscriberStatus
+MOVES: dict[SubscriberStatus, frozenset[SubscriberStatus]] = {
+    # Confirming makes a reader active; asking again (or an import) keeps them pending.
+    _S.pending: frozenset({_S.active, _S.unsubscribed, _S.bounced, _S.complained}),
+    _S.active: frozenset({_S.unsubscribed, _S.bounced, _S.complained}),
+    # Coming back goes through double opt-in again (pending), or an operator's confirmed import.
+    _S.unsubscribed: frozenset({_S.pending, _S.active, _S.bounced, _S.complained}),
+    # A dead address is never revived by anyone; a complaint outranks a bounce.
+    _S.bounced: frozenset({_S.complained}),
+    _S.complained: frozenset(),
+}
+"""Every move a subscriber's status may make (SPEC §2, §6): one table, asked by every writer."""
+
+NEVER_AGAIN = frozenset({_S.bounced, _S.complained})
+"""Statuses nothing brings back: the address is dead or its owner called us spam."""
+
+
+def can_move(current: str, wanted: str) -> bool:
+    """True when a subscriber may go from ``current`` to ``wanted`` (staying put is allowed)."""
+    if current == wanted:
+        return True
+    return SubscriberStatus(wanted) in MOVES[SubscriberStatus(current)]
+
+
+def moves_into(wanted: SubscriberStatus) -> tuple[str, ...]:
+    """The statuses a subscriber may be in to move to ``wanted`` (for conditional updates)."""
+    return tuple(s.value for s, allowed in MOVES.items() if wanted in allowed)

@@ -1,0 +1,1 @@
+"""Comparisons: the import format, their queries, and the views the digest renders."""

@@ -1,0 +1,212 @@
+"""Edition commands: send, status, preview, test-send, pause, resume, cancel, retry. Each defaults
+to the current week.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from worker.actors import actors_of, count_workers
+from worker.catalog import queries as catalog
+from worker.cli.app import WeekOption, app, cli_runtime, err, out
+from worker.cli.output import wait_for
+from worker.errors import NotFound
+from worker.models import utcnow
+from worker.runtime import Runtime
+from worker.sending import control
+from worker.sending import queries as sending
+from worker.subscribers import queries as subscribers
+
+
+@app.command()
+def send(
+    week: WeekOption = None,
+    wait: Annotated[
+        bool,
+        typer.Option("--wait", help="Wait until the edition is complete, with a progress bar."),
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show what would be sent; change nothing.")
+    ] = False,
+) -> None:
+    """Create the week's edition and queue it for the workers (idempotent)."""
+    with cli_runtime() as rt:
+        week = control.resolve_week(rt, week)
+        if dry_run:
+            _dry_run(rt, week)
+            return
+        outcome = control.start_send(rt, week, utcnow(), actors_of(rt))
+        err.print(outcome.message)
+        if outcome.edition is None or not wait:
+            return
+        if count_workers(rt):
+            wait_for(rt, week)
+            return
+        from worker import supervisor
+
+        err.print(
+            "no worker is running: delivering from this process "
+            "(run `newsletter worker` to deliver apart from the command)"
+        )
+        with supervisor.running_worker(rt):
+            wait_for(rt, week)
+
+
+def _dry_run(rt: Runtime, week: str) -> None:
+    with rt.session() as session:
+        existing = sending.get_edition(session, week)
+        counts = subscribers.count_subscribers(session)
+    if existing:
+        err.print(f"{week}: edition exists ({existing.status}); `send` would re-queue what is owed")
+        return
+    ids = control.plan(rt, week, utcnow())
+    if not ids:
+        err.print(f"nothing to send for {week}: no new comparisons in that week")
+        return
+    with rt.session() as session:
+        views = catalog.get_comparison_views(session, ids)
+    table = Table(title=f"{week}: would carry {len(views)} comparisons")
+    for column in ("published", "category", "title"):
+        table.add_column(column)
+    for v in views:
+        table.add_row(v.published_at.strftime("%Y-%m-%d %H:%M"), v.category, v.title)
+    err.print(table)
+    err.print(f"active subscribers: {counts.get('active', 0)}; nothing was changed")
+
+
+@app.command()
+def status(
+    week: WeekOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")] = False,
+) -> None:
+    """Show an edition's counters (exit 1 when the week has no edition)."""
+    with cli_runtime() as rt:
+        week = control.resolve_week(rt, week)
+        view = control.status(rt, week)
+    if as_json:
+        print(json.dumps(view.as_json()))
+        return
+    table = Table(title=f"Edition {view.week}: {view.status}")
+    for column in ("total", "queued", "sending", "sent", "failed", "bounced", "skipped"):
+        table.add_column(column, justify="right")
+    table.add_row(
+        *(
+            str(getattr(view, c))
+            for c in ("total", "queued", "sending", "sent", "failed", "bounced", "skipped")
+        )
+    )
+    out.print(table)
+    if view.uncertain:
+        err.print(
+            f"{view.uncertain} sends got no reply after the message went out (the server may"
+            " have them): retried through the backoff, so those readers may have two copies"
+        )
+    _bounce_warnings(view)
+
+
+def _bounce_warnings(view: control.EditionStatusView) -> None:
+    mailed = max(view.sent + view.bounced + view.failed, 1)
+    hard = view.bounces.get("hard", 0)
+    complaints = view.bounces.get("complaint", 0)
+    sender = view.bounces.get("sender", 0)
+    err.print(
+        f"bounces: {hard} hard ({100 * hard / mailed:.2f}%), "
+        f"{view.bounces.get('soft', 0)} soft, {complaints} complaints "
+        f"({100 * complaints / mailed:.3f}%), {sender} sender problems"
+    )
+    if hard / mailed > 0.02:
+        err.print(
+            "[bold red]warning:[/] hard bounces above 2%: clean the list before the next send"
+        )
+    if complaints / mailed > 0.001:
+        err.print("[bold red]warning:[/] complaints above 0.1%: mailbox providers will block you")
+    if sender:
+        err.print(
+            "[yellow]note:[/] some servers refused our mail for a sender reason "
+            "(policy, reputation, authentication): see `newsletter bounces list --kind sender`"
+        )
+
+
+@app.command()
+def preview(
+    week: WeekOption = None,
+    out_file: Annotated[
+        Path | None, typer.Option("--out", help="Write the HTML here instead of stdout.")
+    ] = None,
+) -> None:
+    """Render the week's digest as HTML (every comparison, sample reader)."""
+    with cli_runtime() as rt:
+        week = control.resolve_week(rt, week)
+        with rt.session() as session:
+            edition = sending.get_edition(session, week)
+        if edition is not None:  # the edition keeps the HTML it was created with
+            subject, html = edition.subject, edition.html
+        else:
+            ids = control.plan(rt, week, utcnow())
+            if not ids:
+                raise NotFound(f"nothing to preview for {week}: no comparisons in that week")
+            subject, html = control.preview_html(rt, week, ids)
+    if out_file:
+        out_file.write_text(html, encoding="utf-8")
+        err.print(f"{subject}\nwrote {out_file} ({len(html.encode()):,} bytes)")
+    else:
+        sys.stdout.write(html)
+
+
+@app.command("test-send")
+def test_send(
+    email: Annotated[str, typer.Argument(help="Where to send the test.")],
+    week: WeekOption = None,
+) -> None:
+    """Send the week's digest to one address now, subject prefixed [TEST]; counts nowhere."""
+    from worker.subscribers.rules import clean_email
+
+    with cli_runtime() as rt:
+        address = clean_email(email)
+        week = control.resolve_week(rt, week)
+        message_id = control.test_send(rt, address, week, utcnow())
+    err.print(f"sent {week} to {address} ({message_id})")
+
+
+@app.command()
+def pause(week: Annotated[str, typer.Option("--week", help="ISO week, e.g. 2026-W48.")]) -> None:
+    """Pause an edition: workers stop taking its deliveries."""
+    with cli_runtime() as rt:
+        week = control.resolve_week(rt, week)
+        changed = control.pause(rt, week)
+        view = control.status(rt, week)
+    err.print(f"{week}: {view.status}" + ("" if changed else " (unchanged)"))
+
+
+@app.command()
+def resume(week: Annotated[str, typer.Option("--week", help="ISO week, e.g. 2026-W48.")]) -> None:
+    """Resume an edition and re-queue whatever the database says is still owed."""
+    with cli_runtime() as rt:
+        week = control.resolve_week(rt, week)
+        requeued = control.resume(rt, week, utcnow(), actors_of(rt))
+        view = control.status(rt, week)
+    err.print(f"{week}: {view.status}, {requeued} deliveries re-queued")
+
+
+@app.command()
+def cancel(week: Annotated[str, typer.Option("--week", help="ISO week, e.g. 2026-W48.")]) -> None:
+    """Cancel an edition: what is not sent yet is skipped."""
+    with cli_runtime() as rt:
+        week = control.resolve_week(rt, week)
+        skipped = control.cancel(rt, week)
+    err.print(f"{week}: cancelled, {skipped} deliveries skipped")
+
+
+@app.command()
+def retry(week: Annotated[str, typer.Option("--week", help="ISO week, e.g. 2026-W48.")]) -> None:
+    """Queue the edition's failed deliveries again."""
+    with cli_runtime() as rt:
+        week = control.resolve_week(rt, week)
+        count = control.retry_failed(rt, week, utcnow(), actors_of(rt))
+    err.print(f"{week}: {count} failed deliveries queued again")
