@@ -33,6 +33,7 @@ from tests.webhook_vectors import (
 )
 from worker import store
 from worker.bounces import ses
+from worker.errors import ConfigError
 from worker.models import BounceEvent
 from worker.runtime import Runtime, open_runtime
 from worker.web import create_app
@@ -255,3 +256,15 @@ def test_the_published_sendgrid_vector_spoiled_is_401_and_changes_nothing(
     assert answer.status_code == 401, answer.text
     assert _events(sendgrid_app.rt) == []
     assert _status(sendgrid_app.rt, "hello@world.com") == "active"
+
+
+@pytest.mark.parametrize("content", [None, b"not a certificate"])
+def test_an_sns_certificate_file_that_cannot_be_read_is_a_configuration_error(
+    make_settings, tmp_path, content
+):
+    path = tmp_path / "sns.pem"
+    if content is not None:
+        path.write_bytes(content)
+
+    with pytest.raises(ConfigError, match="NEWSLETTER_SNS_CERTIFICATE_FILE"):
+        make_settings(sns_certificate_file=str(path))
