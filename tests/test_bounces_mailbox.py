@@ -14,15 +14,17 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from tests.conftest import free_port
+from tests.conftest import free_port, wait_until
 from tests.factories import subscribe
 from tests.imap_server import ImapServer, Mailbox, TlsFiles, issue_certificates
 from worker import store
 from worker.bounces.intake import intake_for
 from worker.bounces.mailbox import poll
+from worker.bounces.poller import BouncePoller, poll_mailbox
 from worker.errors import ConfigError, NewsletterError
 from worker.models import BounceEvent
-from worker.runtime import Runtime
+from worker.runtime import Runtime, open_runtime
+from worker.supervisor import running_worker
 
 READERS = ("ann@example.com", "bob@example.com", "cy@example.com")
 
@@ -270,3 +272,69 @@ def test_a_ca_file_that_cannot_be_read_is_a_configuration_error(make_settings, t
 
     with pytest.raises(ConfigError, match="NEWSLETTER_BOUNCE_MAILBOX_CA_FILE"):
         make_settings(bounce_mailbox_ca_file=str(path))
+
+
+# --- when we poll: on the poller's own interval, one process at a time ----------------------
+
+
+@pytest.fixture
+def open_rt(make_settings, redis_client) -> Iterator[Callable[..., Runtime]]:
+    """Runtimes for the settings a test gives, on the test's database and Redis."""
+    opened: list[Runtime] = []
+
+    def build(**overrides: object) -> Runtime:
+        runtime = open_runtime(make_settings(**overrides), redis_client=redis_client)
+        opened.append(runtime)
+        return runtime
+
+    yield build
+    for runtime in opened:
+        runtime.close()
+
+
+def test_the_worker_polls_on_the_pollers_interval_even_below_the_sweeps(open_rt, tls, serve):
+    box = Mailbox()
+    box.add(dsn(READERS[0]))
+    server = serve(box, tls=tls.server_context())
+    rt = open_rt(
+        bounce_mailbox=_url(server, query="?move_to=Processed"),
+        bounce_mailbox_ca_file=str(tls.ca),
+        bounce_poll_interval_s=0.2,
+        sweep_interval_s=3600,
+    )
+    subscribe(rt, *[(email, "", ()) for email in READERS])
+
+    with running_worker(rt, threads=1):
+        wait_until(lambda: _recorded(rt) == [READERS[0]], timeout_s=10)
+        box.add(dsn(READERS[1]))  # arrives after the first poll
+        wait_until(lambda: _recorded(rt) == sorted(READERS[:2]), timeout_s=10)
+        wait_until(lambda: server.commands.count("LOGIN") >= 4, timeout_s=10)
+
+    assert box.folders["INBOX"] == {}
+    assert len(box.folders["Processed"]) == 2
+
+
+def test_the_mailbox_is_polled_once_per_interval_across_processes(open_rt, mailbox, tls, serve):
+    server = serve(mailbox, tls=tls.server_context())
+    settings = {
+        "bounce_mailbox": _url(server),
+        "bounce_mailbox_ca_file": str(tls.ca),
+        "bounce_poll_interval_s": 0.5,
+    }
+    here, elsewhere = BouncePoller(open_rt(**settings)), BouncePoller(open_rt(**settings))
+
+    assert here.poll_once() == 3
+    assert elsewhere.poll_once() is None  # within the interval: someone polled
+    assert server.commands.count("LOGIN") == 1
+
+    wait_until(lambda: elsewhere.poll_once() is not None, timeout_s=5)
+    assert server.commands.count("LOGIN") == 2
+
+
+def test_a_poller_without_a_mailbox_does_nothing(rt):
+    poller = BouncePoller(rt)
+    poller.start()
+    poller.stop()
+
+    with pytest.raises(NewsletterError, match="NEWSLETTER_BOUNCE_MAILBOX"):
+        poll_mailbox(rt)
