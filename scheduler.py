@@ -4,7 +4,7 @@ published comparison every minute.
 This module only schedules. The weekly job runs once at start and then at each fire; each run
 asks the database about the week of the crontab's last fire and lets the weekly fire decision
 (``worker.sending.weekly``) say whether to send it, so a scheduler that was down at fire time
-catches up within NEWSLETTER_MISFIRE_GRACE_S. The sending is ``worker.editions.start_send``.
+catches up within NEWSLETTER_MISFIRE_GRACE_S. The sending is ``worker.sending.control.start_send``.
 Two schedulers may run at once (two hosts, a restart overlapping): they decide one at a time,
 and the edition's unique week makes the database the judge even if they did not.
 """

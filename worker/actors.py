@@ -1,4 +1,4 @@
-"""dramatiq actors: thin wrappers that take ids and call the pipeline in ``worker.editions``.
+"""dramatiq actors: thin wrappers that take ids and call the services in ``worker.sending``.
 
 ``Actors`` is also the pipeline's ``Dispatch``: how it hands work to the queue. Actors are
 declared on the Runtime's broker when a process builds ``Actors(rt)``, rather than at import
@@ -37,7 +37,6 @@ DELIVER_TIME_LIMIT_MS = 3_600_000
 """Above the longest a delivery may rightly take: a throttle slot, then up to ten minutes for
 the final reply (NEWSLETTER_SMTP_DATA_TIMEOUT_S)."""
 SWEEP_LOCK = "newsletter:sweep"
-BOUNCE_POLL_LOCK = "newsletter:bounce-poll"
 WORKER_PRESENCE = "newsletter:worker:"
 
 
@@ -170,20 +169,6 @@ class Actors:
             return None
         return pipeline.sweep(self.rt, utcnow(), self)
 
-    def poll_bounces_once(self) -> int | None:
-        """Read the bounce mailbox if one is set and no process polled it lately."""
-        settings = self.rt.settings
-        if not settings.bounce_mailbox:
-            return None
-        if not self.rt.redis.set(
-            BOUNCE_POLL_LOCK, "1", nx=True, px=int(settings.bounce_poll_interval_s * 1000)
-        ):
-            return None
-        from worker.bounces.intake import intake_for
-        from worker.bounces.mailbox import poll
-
-        return poll(settings.bounce_mailbox, intake_for(self.rt))
-
 
 def actors_of(rt: Runtime) -> Actors:
     """The process's actors, declared once on its runtime's broker."""
@@ -213,7 +198,6 @@ class Sweeper(threading.Thread):
                 result = self.actors.sweep_once()
                 if result and (result["requeued"] or result["fanouts"] or result["finished"]):
                     log.info("sweep: %s", result)
-                self.actors.poll_bounces_once()
             except Exception:
                 log.exception("sweep failed; trying again in %ss", interval_s)
 

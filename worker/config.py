@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import ssl
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -88,8 +89,10 @@ class Settings(BaseSettings):
     check_deliverability: bool = False
     worker_threads: int = Field(default=16, ge=1, le=256)
     bounce_mailbox: str | None = None
+    bounce_mailbox_ca_file: Path | None = None
     bounce_poll_interval_s: float = Field(default=60.0, gt=0)
     ses_topic_arns: str = ""
+    sns_certificate_file: Path | None = None
     sendgrid_public_key: str | None = None
     postmark_username: str | None = None
     postmark_password: str | None = None
@@ -161,6 +164,35 @@ class Settings(BaseSettings):
         if parts.scheme not in ("imap", "imaps") or not parts.hostname or not parts.username:
             raise ValueError("must look like imaps://user:pass@host/INBOX")
         return value
+
+    @field_validator("bounce_mailbox_ca_file", mode="before")
+    @classmethod
+    def _bounce_mailbox_ca_file(cls, value: object) -> object:
+        if value is None or value == "":
+            return None
+        path = Path(str(value))
+        try:
+            ssl.create_default_context().load_verify_locations(cafile=str(path))
+        except (OSError, ssl.SSLError) as exc:
+            raise ValueError(f"cannot read CA certificates from {path}: {exc}") from None
+        return path
+
+    @field_validator("sns_certificate_file", mode="before")
+    @classmethod
+    def _sns_certificate_file(cls, value: object) -> object:
+        if value is None or value == "":
+            return None
+        from cryptography import x509
+        from cryptography.hazmat.primitives.asymmetric import rsa
+
+        path = Path(str(value))
+        try:
+            certificates = x509.load_pem_x509_certificates(path.read_bytes())
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"cannot read PEM certificates from {path}: {exc}") from None
+        if not any(isinstance(c.public_key(), rsa.RSAPublicKey) for c in certificates):
+            raise ValueError(f"{path} holds no certificate with an RSA key")
+        return path
 
     @field_validator("dkim_domain")
     @classmethod

@@ -1,4 +1,5 @@
-"""Running processes: a worker (dramatiq threads + the sweep), and `up` (everything at once)."""
+"""Running processes: a worker (dramatiq threads, the sweep, the bounce mailbox poller), and `up`
+(everything at once)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from contextlib import contextmanager
 import dramatiq
 
 from worker.actors import Actors, Sweeper, actors_of
+from worker.bounces.poller import BouncePoller
 from worker.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -26,7 +28,7 @@ PREFETCH_PER_THREAD = 8
 def running_worker(
     rt: Runtime, threads: int | None = None, sweep: bool = True
 ) -> Iterator[tuple[Actors, dramatiq.Worker]]:
-    """A dramatiq worker (and the periodic sweep) running in this process for the block."""
+    """A dramatiq worker (the periodic sweep, the bounce poller) running in this process."""
     actors = actors_of(rt)
     threads = threads or rt.settings.worker_threads
     worker = dramatiq.Worker(rt.broker, worker_threads=threads, worker_timeout=200)
@@ -36,11 +38,14 @@ def running_worker(
     worker.queue_prefetch = max(worker.queue_prefetch, threads * PREFETCH_PER_THREAD)
     worker.start()
     sweeper = Sweeper(actors)
+    poller = BouncePoller(rt)
     if sweep:
         sweeper.start()
+        poller.start()
     try:
         yield actors, worker
     finally:
+        poller.stop()
         sweeper.stop()
         worker.stop(timeout=30_000)
         rt.broker.close()

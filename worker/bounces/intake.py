@@ -1,6 +1,6 @@
 """Intake: a bounce message or a provider event → matched to our rows → recorded once.
 
-Detecting is ``dsn.parse_bounce`` (pure); acting is ``policy.record_bounce``; this module is the
+Detecting is ``dsn.parse_bounce`` (pure); deciding is ``policy``; recording and acting is ``record.record_bounce``; this module is the
 step between: it finds which delivery and subscriber a bounce is about, and remembers which
 messages were already handled.
 

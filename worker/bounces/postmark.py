@@ -2,6 +2,13 @@
 
 Postmark does not sign its webhooks; the URL carries credentials only we and Postmark know
 (``https://user:password@host/webhooks/postmark``) and we compare them in constant time.
+
+Postmark posts one record per request. Only Bounce and SpamComplaint records are about an
+address; Delivery, Open, Click, SubscriptionChange and any record type added later are
+acknowledged (200) and change nothing. A SubscriptionChange repeats, with fewer details, a
+suppression Postmark also reports as a Bounce or SpamComplaint record: recording both would
+count one bounce twice. A Bounce record of a type we do not act on (an auto-reply, an
+unsubscribe request: some come without an ``Email``) is acknowledged the same way.
 """
 
 from __future__ import annotations
@@ -69,7 +76,7 @@ def verify(authorization: str | None, username: str, password: str) -> None:
 
 
 def parse(body: bytes) -> list[ProviderEvent]:
-    """Read one verified Postmark record: a bounce or spam complaint, anything else ignored."""
+    """Read one verified Postmark record: a bounce or spam complaint we act on, else nothing."""
     try:
         record = json.loads(body)
     except (ValueError, UnicodeDecodeError) as err:
@@ -78,7 +85,10 @@ def parse(body: bytes) -> list[ProviderEvent]:
         raise WebhookPayloadError("postmark: body is not a JSON object")
     if record.get("RecordType") not in RELEVANT_RECORD_TYPES:
         return []
-    return [_event(record)]
+    kind, reason, refine = bounce_class(record["RecordType"], text_or_none(record.get("Type")))
+    if kind == "ignored":
+        return []
+    return [_event(record, kind, reason, refine)]
 
 
 def bounce_class(record_type: str, bounce_type: str | None) -> tuple[Kind, str, bool]:
@@ -88,13 +98,12 @@ def bounce_class(record_type: str, bounce_type: str | None) -> tuple[Kind, str, 
     return BOUNCE_TYPES.get(bounce_type or "", _UNKNOWN_TYPE)
 
 
-def _event(record: dict[str, Any]) -> ProviderEvent:
+def _event(record: dict[str, Any], kind: Kind, reason: str, refine: bool) -> ProviderEvent:
     record_id, email = record.get("ID"), record.get("Email")
     if isinstance(record_id, bool) or not isinstance(record_id, int | str) or record_id == "":
         raise WebhookPayloadError("postmark: record has no ID")
     if not isinstance(email, str) or not email:
         raise WebhookPayloadError("postmark: record has no Email")
-    kind, reason, refine = bounce_class(record["RecordType"], text_or_none(record.get("Type")))
     # Details holds the remote server's words; Description is Postmark's generic gloss.
     diagnostic = (
         text_or_none(record.get("Details")) or text_or_none(record.get("Description")) or ""

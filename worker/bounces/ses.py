@@ -2,8 +2,11 @@
 
 SNS signs a canonical string built from a few envelope fields (not the raw body), with an RSA key
 whose certificate it names in ``SigningCertURL``. We only trust certificates served over https by
-an SNS host, fetch them through an injected callable and keep them in memory. A signature proves
-that *some* SNS topic sent the message, not that it is ours: the topic allow-list does that.
+an SNS host, fetch them through an injected callable and keep them in memory; or, when the
+deployment names its own (``NEWSLETTER_SNS_CERTIFICATE_FILE``), only those, never fetching. A
+signature proves that *some* SNS topic sent the message, not that it is ours: the topic
+allow-list does that. SNS gives up on an HTTP/S delivery after an hour at most, so an older
+message can only be a replay.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import logging
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -35,6 +38,10 @@ log = logging.getLogger(__name__)
 PROVIDER = "ses"
 FETCH_TIMEOUT_S = 5.0
 MAX_CERTIFICATE_BYTES = 64 * 1024
+MAX_MESSAGE_AGE_S = 3600.0
+"""SNS's hard limit on the total retry time of an HTTP/S delivery."""
+CLOCK_SKEW_S = 300.0
+"""How far our clock and AWS's may disagree, either way."""
 
 Fetch = Callable[[str], bytes]
 
@@ -153,26 +160,44 @@ def is_sns_url(url: str, *, pem: bool) -> bool:
 
 
 class CertificateStore:
-    """SNS signing certificates by URL, fetched once per process through ``fetch``."""
+    """SNS signing certificates: fetched once per URL through ``fetch``, or a trusted set.
 
-    def __init__(self, fetch: Fetch = fetch_https, max_entries: int = 32) -> None:
+    With ``trusted`` certificates (a deployment's own copy of SNS's), nothing is fetched: a
+    message must be signed by one of them, whatever certificate URL it names.
+    """
+
+    def __init__(
+        self,
+        fetch: Fetch = fetch_https,
+        max_entries: int = 32,
+        trusted: Sequence[x509.Certificate] = (),
+    ) -> None:
         self._fetch = fetch
         self._max_entries = max_entries
+        self._trusted = tuple(trusted)
         self._certificates: OrderedDict[str, x509.Certificate] = OrderedDict()
         self._lock = threading.Lock()
 
-    def public_key(self, url: str, now_s: float) -> rsa.RSAPublicKey:
-        """Return the RSA key of the certificate at ``url``; refuse untrusted URLs."""
+    @classmethod
+    def from_pem(cls, pem: bytes) -> CertificateStore:
+        """A store that trusts the certificates of a PEM bundle and fetches nothing."""
+        return cls(trusted=load_certificates(pem))
+
+    def public_keys(self, url: str, now_s: float) -> list[rsa.RSAPublicKey]:
+        """The RSA keys that may have signed a message naming ``url``; refuse untrusted URLs."""
         if not is_sns_url(url, pem=True):
             raise WebhookAuthError(f"ses: signing certificate URL is not an SNS host: {url!r}")
-        certificate = self._certificate(url)
         now = datetime.fromtimestamp(now_s, UTC)
-        if not certificate.not_valid_before_utc <= now <= certificate.not_valid_after_utc:
-            raise WebhookAuthError(f"ses: signing certificate is not valid now: {url}")
-        key = certificate.public_key()
-        if not isinstance(key, rsa.RSAPublicKey):
+        certificates = self._trusted or (self._certificate(url),)
+        valid = [c for c in certificates if c.not_valid_before_utc <= now <= c.not_valid_after_utc]
+        if not valid:
+            where = "trusted signing certificate" if self._trusted else f"signing certificate {url}"
+            raise WebhookAuthError(f"ses: {where} is not valid now")
+        keys = [c.public_key() for c in valid]
+        rsa_keys = [k for k in keys if isinstance(k, rsa.RSAPublicKey)]
+        if not rsa_keys:
             raise WebhookAuthError(f"ses: signing certificate has no RSA key: {url}")
-        return key
+        return rsa_keys
 
     def _certificate(self, url: str) -> x509.Certificate:
         with self._lock:
@@ -192,6 +217,14 @@ class CertificateStore:
             while len(self._certificates) > self._max_entries:
                 self._certificates.popitem(last=False)
         return certificate
+
+
+def load_certificates(pem: bytes) -> list[x509.Certificate]:
+    """The certificates of a PEM bundle; ValueError when it holds none with an RSA key."""
+    certificates = x509.load_pem_x509_certificates(pem)
+    if not any(isinstance(c.public_key(), rsa.RSAPublicKey) for c in certificates):
+        raise ValueError("no certificate with an RSA key")
+    return certificates
 
 
 def load_envelope(body: bytes) -> dict[str, Any]:
@@ -230,8 +263,9 @@ def verify(
     certificates: CertificateStore,
     now_s: float,
     topic_arns: Collection[str] | None = None,
+    max_age_s: float = MAX_MESSAGE_AGE_S,
 ) -> None:
-    """Check the topic allow-list and the SNS signature; raise WebhookAuthError if either fails."""
+    """Check the topic allow-list, the message's age and the SNS signature, or raise."""
     if topic_arns is not None and envelope["TopicArn"] not in topic_arns:
         raise WebhookAuthError(f"ses: topic {envelope['TopicArn']!r} is not allowed")
     algorithm = _SIGNATURE_HASHES.get(str(envelope.get("SignatureVersion")))
@@ -247,11 +281,27 @@ def verify(
         signature = base64.b64decode(signature_b64, validate=True)
     except (binascii.Error, ValueError) as err:
         raise WebhookAuthError("ses: Signature is not base64") from err
-    key = certificates.public_key(cert_url, now_s)
-    try:
-        key.verify(signature, string_to_sign(envelope), padding.PKCS1v15(), algorithm())
-    except InvalidSignature as err:
-        raise WebhookAuthError("ses: SNS signature does not match") from err
+    _check_age(envelope["Timestamp"], now_s, max_age_s)
+    signed = string_to_sign(envelope)
+    for key in certificates.public_keys(cert_url, now_s):
+        try:
+            key.verify(signature, signed, padding.PKCS1v15(), algorithm())
+        except InvalidSignature:
+            continue
+        return
+    raise WebhookAuthError("ses: SNS signature does not match")
+
+
+def _check_age(timestamp: str, now_s: float, max_age_s: float) -> None:
+    # Checked before any certificate is fetched: a stale message costs us no request.
+    sent = iso_time(timestamp)
+    if sent is None:
+        raise WebhookAuthError(f"ses: Timestamp {timestamp!r} is not a time")
+    if sent.tzinfo is None:
+        sent = sent.replace(tzinfo=UTC)
+    age_s = now_s - sent.timestamp()
+    if not -CLOCK_SKEW_S <= age_s <= max_age_s + CLOCK_SKEW_S:
+        raise WebhookAuthError(f"ses: Timestamp {timestamp} is outside the replay window")
 
 
 def parse(envelope: Mapping[str, Any]) -> SnsResult:

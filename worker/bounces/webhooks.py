@@ -23,6 +23,11 @@ _default_certificates = CertificateStore()
 _default_seen_tokens = mailgun.RecentTokens(keep_s=2 * DEFAULT_REPLAY_WINDOW_S)
 
 
+def default_certificates() -> CertificateStore:
+    """The process's store of SNS certificates fetched from SNS hosts."""
+    return _default_certificates
+
+
 @dataclass(frozen=True)
 class WebhookSecrets:
     """What each provider's verification needs; a provider left unset refuses every request."""

@@ -107,13 +107,12 @@ def bounces_serve(
 @bounces_app.command("poll")
 def bounces_poll() -> None:
     """Process the bounce mailbox (NEWSLETTER_BOUNCE_MAILBOX) once."""
-    from worker.bounces.intake import intake_for
-    from worker.bounces.mailbox import poll
+    from worker.bounces.poller import poll_mailbox
 
     with cli_runtime() as rt:
         if not rt.settings.bounce_mailbox:
             raise InputError("NEWSLETTER_BOUNCE_MAILBOX is not set")
-        handled = poll(rt.settings.bounce_mailbox, intake_for(rt))
+        handled = poll_mailbox(rt)
     err.print(f"{handled} messages processed")
 
 
