@@ -1,8 +1,8 @@
 """Intake: a bounce message or a provider event → matched to our rows → recorded once.
 
-Detecting is ``dsn.parse_bounce`` (pure); deciding is ``policy``; recording and acting is ``record.record_bounce``; this module is the
-step between: it finds which delivery and subscriber a bounce is about, and remembers which
-messages were already handled.
+Detecting is ``dsn.parse_bounce`` (pure), deciding is ``policy`` (pure), recording and acting
+is ``record.record_bounce``; this module is the step between: it finds which delivery and
+subscriber a bounce is about, and remembers which messages were already handled.
 
 Matching a bounce message, in order of trust:
 1. the VERP token of the address it came back to (``bounces+d<id>.<hmac>@…``), verified;
