@@ -45,6 +45,7 @@ TABLES = (
     "suppression",
     "inbound_message",
     "subscriber",
+    "audit_event",
 )
 
 

@@ -108,6 +108,8 @@ class Subscriber(SQLModel, table=True):
     last_confirmation_sent_at: datetime | None = None
     accepted_at: datetime | None = None
     """When a delivery notice last said mail to this address was accepted."""
+    unsubscribe_reason: str | None = Field(default=None, max_length=500)
+    """Why the reader left, if they said (the unsubscribed page asks; operators see it)."""
 
 
 class Edition(SQLModel, table=True):
@@ -125,6 +127,10 @@ class Edition(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    intro: str = Field(default="", max_length=500)
+    """The editor's one line under the header (empty: NEWSLETTER_EDITION_INTRO, or none)."""
+    pause_reason: str | None = Field(default=None, max_length=500)
+    """Why the edition is paused: an operator, or the guard rail and the rate that tripped it."""
 
 
 class EditionComparison(SQLModel, table=True):
@@ -201,3 +207,18 @@ class InboundMessage(SQLModel, table=True):
     reason: str = Field(default="", max_length=1000)
     received_at: datetime = Field(default_factory=utcnow)
     raw: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
+
+
+class AuditEvent(SQLModel, table=True):
+    """A state change made by an operator (console, API or CLI): who, from where, what, when."""
+
+    __tablename__ = "audit_event"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(default_factory=utcnow, index=True)
+    actor: str = Field(max_length=100)
+    """The console session's id, ``api`` (bearer token) or ``cli``."""
+    ip: str | None = Field(default=None, max_length=64)
+    action: str = Field(max_length=50)
+    target: str = Field(default="", max_length=320)
+    detail: str = Field(default="", max_length=1000)
