@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-fast test-all lint bench bounce-report clean
+.PHONY: demo test test-slow test-all lint bench bounce-report mutation clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,13 +15,17 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/newsletter demo
 
-## the whole suite, slow tests (kill-the-worker, browser) included
+## the suite without the slow tests: the one to run often (CI runs test-slow after it)
 test: $(STAMP)
-	$(BIN)/pytest -q
-
-## without the slow tests
-test-fast: $(STAMP)
 	$(BIN)/pytest -q -m "not slow"
+
+## the slow tests: kill-the-worker, browsers, long SMTP replies
+test-slow: $(STAMP)
+	$(BIN)/pytest -q -m slow
+
+## everything
+test-all: $(STAMP)
+	$(BIN)/pytest -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check worker tests bench scheduler.py

@@ -32,6 +32,11 @@ ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"
 PG_URL = os.environ.get("NEWSLETTER_TEST_DATABASE_URL")
 REDIS_URL = os.environ.get("NEWSLETTER_TEST_REDIS_URL")
+if bool(PG_URL) != bool(REDIS_URL):
+    raise pytest.UsageError(
+        "set both NEWSLETTER_TEST_DATABASE_URL and NEWSLETTER_TEST_REDIS_URL, or neither"
+        " (one alone would silently leave the services stack out)"
+    )
 STACKS = ["embedded"] + (["services"] if PG_URL and REDIS_URL else [])
 
 TABLES = (
