@@ -8,7 +8,7 @@ import redis
 
 from worker.config import load_settings, parse_domain_rates, per_second
 from worker.errors import ConfigError
-from worker.sending.throttle import Throttle
+from worker.sending.throttle import Throttle, over_limit
 
 
 class Sleeps:
@@ -67,3 +67,12 @@ def test_settings_take_fractional_rates(monkeypatch: pytest.MonkeyPatch, tmp_pat
     monkeypatch.setenv("NEWSLETTER_DOMAIN_RATES", "gmail.com=0/s")
     with pytest.raises(ConfigError, match="NEWSLETTER_DOMAIN_RATES: .*COUNT > 0"):
         load_settings()
+
+
+def test_a_request_limit_allows_its_burst_then_says_how_long_to_wait(
+    redis_client: redis.Redis,
+) -> None:
+    waits = [over_limit(redis_client, "test:limit:192.0.2.7", 3, 60) for _ in range(4)]
+    assert waits[:3] == [None, None, None]
+    assert waits[3] == pytest.approx(20, abs=0.5)  # one slot every 20 s once the burst is used
+    assert over_limit(redis_client, "test:limit:192.0.2.8", 3, 60) is None  # another client

@@ -28,7 +28,7 @@ from worker.bounces import BounceFinding, ParsedBounce, ProviderEvent
 from worker.bounces import queries as bounces
 from worker.bounces.dsn import parse_bounce
 from worker.bounces.policy import BounceFacts, Policy
-from worker.bounces.record import record_bounce
+from worker.bounces.record import policy_of, record_bounce
 from worker.errors import BounceParseError, InvalidToken
 from worker.models import utcnow
 from worker.sending import queries as sending
@@ -242,7 +242,7 @@ def intake_for(rt: Runtime) -> Intake:
         rt.engine,
         rt.secret_key,
         settings.bounce_local_part,
-        Policy(settings.soft_bounce_limit, settings.soft_bounce_window_days),
+        policy_of(settings),
         settings.data_dir / "bounces" / "kept",
     )
 

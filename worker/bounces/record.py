@@ -9,9 +9,15 @@ from sqlmodel import Session
 
 from worker.bounces import queries as bounces
 from worker.bounces.policy import SUPPRESS, BounceFacts, Outcome, Policy, soft_strikes, verdict
+from worker.config import Settings
 from worker.models import DeliveryStatus, utcnow
 from worker.sending import queries as sending
 from worker.subscribers import queries as subscribers
+
+
+def policy_of(settings: Settings) -> Policy:
+    """The bounce policy the settings describe."""
+    return Policy(settings.soft_bounce_limit, settings.soft_bounce_window_days)
 
 
 def record_bounce(session: Session, facts: BounceFacts, policy: Policy) -> Outcome:

@@ -17,6 +17,7 @@ from worker.cli.output import progress_bar
 from worker.config import load_settings
 from worker.errors import InputError, NotFound
 from worker.subscribers import queries as subscribers
+from worker.subscribers.rules import split_categories
 
 
 @subscribers_app.command("add")
@@ -40,7 +41,7 @@ def subscribers_add(
     item = SubscriberInput(
         email=clean_email(email, settings.check_deliverability),
         name=clean_name(name),
-        categories=clean_categories(categories.split(";")),
+        categories=clean_categories(split_categories(categories)),
         cadence=clean_cadence(cadence),
     )
     with cli_runtime() as rt, rt.session() as session, session.begin():

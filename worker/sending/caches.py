@@ -12,7 +12,8 @@ from worker.catalog import queries as catalog
 from worker.runtime import Runtime
 from worker.sending import queries as sending
 from worker.sending.message import PreparedMail, prepare
-from worker.sending.planning import Candidate, category_key, pick_for, split_categories
+from worker.sending.planning import Candidate, category_key, pick_for
+from worker.subscribers.rules import split_categories
 
 MAIL_CACHE_SIZE = 256
 EDITION_INFO_TTL_S = 1.0

@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from worker.bounces.policy import Policy, refusal_facts
-from worker.bounces.record import record_bounce
+from worker.bounces.policy import refusal_facts
+from worker.bounces.record import policy_of, record_bounce
 from worker.errors import (
     PermanentFailure,
     RecipientRefused,
@@ -216,10 +216,5 @@ def _refused(rt: Runtime, claim: Claim, exc: RecipientRefused) -> str:
     )
     rt.writes.record(claim.delivery_id, Outcome(status, error=str(exc)))
     with rt.session() as session, session.begin():
-        record_bounce(session, facts, policy_of(rt))
+        record_bounce(session, facts, policy_of(rt.settings))
     return status.value
-
-
-def policy_of(rt: Runtime) -> Policy:
-    """The bounce policy from settings."""
-    return Policy(rt.settings.soft_bounce_limit, rt.settings.soft_bounce_window_days)

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import binascii
 import functools
-import hashlib
-import hmac
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -20,6 +18,7 @@ from email.utils import format_datetime, formataddr, parseaddr
 
 from worker.sending.dkim import Signer
 from worker.sending.render import RenderedMail, Spliced
+from worker.sending.tokens import keyed_digest
 
 
 @dataclass(frozen=True)
@@ -175,10 +174,8 @@ def message_id_for(
     value made with the subscriber row: a new data dir or a new database gives new ones,
     while the delivery id and week alone would repeat.
     """
-    mac = hmac.new(
-        secret_key.encode(), f"message-id:{delivery_id}:{subscriber_token}".encode(), hashlib.sha256
-    )
-    return f"<d{delivery_id}.{week}.{mac.hexdigest()[:16]}@{domain}>"
+    mac = keyed_digest(secret_key, "message-id", str(delivery_id), subscriber_token).hex()
+    return f"<d{delivery_id}.{week}.{mac[:16]}@{domain}>"
 
 
 def test_message_id(domain: str) -> str:

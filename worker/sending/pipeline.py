@@ -25,11 +25,11 @@ from worker.sending.planning import (
     alert_key,
     category_key,
     pick_for,
-    split_categories,
 )
 from worker.sending.render import sample_values
 from worker.sending.states import from_statuses
 from worker.subscribers import queries as subscribers
+from worker.subscribers.rules import split_categories
 
 log = logging.getLogger(__name__)
 

@@ -87,11 +87,6 @@ def pick_for(categories: frozenset[str], planned: Sequence[Candidate]) -> tuple[
     return tuple(c.id for c in planned if c.category.casefold() in categories)
 
 
-def split_categories(text: str) -> list[str]:
-    """Split the stored ``;``-separated categories into a clean list."""
-    return [c.strip() for c in text.split(";") if c.strip()]
-
-
 def alert_key(comparison_id: int) -> str:
     """The unique ``week`` of the instant alert about a comparison."""
     return f"A{comparison_id}"

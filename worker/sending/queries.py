@@ -4,6 +4,10 @@ the sweep's statements.
 Functions take a ``Session`` (or, on the delivery hot path, a ``Connection``) and leave
 committing to the caller, except where a docstring says the function is a transaction of its
 own. Hot paths (fan-out, claiming, recording) use Core statements rather than ORM objects.
+
+This module is longer than the others on purpose: every statement about editions and
+deliveries is named here, in one place, so that the conditions the guarantees rest on (who
+may claim, what the sweep takes back, when an edition is sent) can be read side by side.
 """
 
 from __future__ import annotations

@@ -260,8 +260,3 @@ def sample_values(public_url: str) -> dict[str, str]:
         "unsubscribe_url": f"{public_url}/unsubscribe/preview",
         "preferences_url": f"{public_url}/preferences/preview",
     }
-
-
-def html_size_ok(html_text: str) -> bool:
-    """True when the HTML stays under Gmail's clipping size."""
-    return len(html_text.encode()) < HTML_LIMIT_BYTES

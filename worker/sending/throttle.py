@@ -1,8 +1,10 @@
-"""A global send rate shared by every worker, kept in Redis, that waits rather than raises.
+"""Rates shared by every process, kept in Redis: one GCRA schedule, two ways to use it.
 
-Each message reserves the next free slot of a GCRA schedule with one atomic script call and
-sleeps until its slot comes. dramatiq's own rate limiters raise instead, which would burn the
-retry budget of a delivery that did nothing wrong.
+The send rate waits rather than raises: each message reserves the next free slot with one
+atomic script call and sleeps until its slot comes (dramatiq's own rate limiters raise instead,
+which would burn the retry budget of a delivery that did nothing wrong). A limit on requests
+(``over_limit``: the subscribe form per client IP, sign-in attempts) takes a slot only when one
+is free within its burst, and otherwise says how long to wait.
 """
 
 from __future__ import annotations
@@ -13,16 +15,33 @@ from collections.abc import Callable
 import redis
 
 # Times in microseconds from Redis' own clock, so that every host shares one schedule.
-_RESERVE = """
+# ARGV: the interval between slots, the burst tolerance, and "try" to take a slot only when
+# one is free now (returns -1, or the wait when none is), else reserve the next (returns the
+# wait until it).
+_GCRA = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local interval = tonumber(ARGV[1])
+local tolerance = tonumber(ARGV[2])
 local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
 if tat < now then tat = now end
+local early = tat - tolerance - now
+if ARGV[3] == 'try' and early > 0 then return math.floor(early) end
 local ttl_ms = math.ceil((tat + interval - now) / 1000) + 1000
 redis.call('SET', KEYS[1], string.format('%.0f', tat + interval), 'PX', ttl_ms)
+if ARGV[3] == 'try' then return -1 end
 return math.floor(tat - now)
 """
+
+
+def over_limit(client: redis.Redis, key: str, count: float, period_s: float) -> float | None:
+    """Take one of ``count`` requests per ``period_s`` for ``key`` (a burst of ``count`` at
+    once, then one every ``period_s / count``); None when it was free, else the seconds until
+    one is."""
+    interval_us = int(period_s * 1_000_000 / count)
+    tolerance_us = max(0, int(period_s * 1_000_000) - interval_us)
+    early_us = int(client.eval(_GCRA, 1, key, interval_us, tolerance_us, "try"))
+    return None if early_us < 0 else early_us / 1_000_000
 
 
 class Throttle:
@@ -40,16 +59,13 @@ class Throttle:
         self.domain_rates = domain_rates_per_s or {}
         self.namespace = namespace
         self._sleep = sleep
-        self._reserve = client.register_script(_RESERVE)
-
-    @property
-    def enabled(self) -> bool:
-        """True when some limit is set."""
-        return self.rate_per_s > 0 or bool(self.domain_rates)
+        self._reserve = client.register_script(_GCRA)
 
     def _wait_for(self, key: str, rate_per_s: float) -> float:
         wait_us = int(
-            self._reserve(keys=[f"{self.namespace}:{key}"], args=[int(1_000_000 / rate_per_s)])
+            self._reserve(
+                keys=[f"{self.namespace}:{key}"], args=[int(1_000_000 / rate_per_s), 0, "wait"]
+            )
         )
         wait_s = wait_us / 1_000_000
         if wait_s > 0:

@@ -19,9 +19,15 @@ PURPOSES = ("unsubscribe", "preferences", "confirm")
 LINK_MAC_BYTES = 16
 
 
+def keyed_digest(secret_key: str, *parts: str) -> bytes:
+    """HMAC-SHA256 of ``parts`` joined by ``:`` under the install's secret key: the one keyed
+    hash behind VERP tokens, link signatures, Message-IDs and the suppression list (each use
+    starts with a part of its own, so no value stands for another)."""
+    return hmac.new(secret_key.encode(), ":".join(parts).encode(), hashlib.sha256).digest()
+
+
 def _mac(secret_key: str, text: str) -> str:
-    digest = hmac.new(secret_key.encode(), b"verp:" + text.encode(), hashlib.sha256)
-    return digest.hexdigest()[:VERP_MAC_CHARS]
+    return keyed_digest(secret_key, "verp", text).hex()[:VERP_MAC_CHARS]
 
 
 def verp_token(secret_key: str, delivery_id: int) -> str:
@@ -54,9 +60,7 @@ def token_from_address(address: str, local_part: str) -> str | None:
 
 
 def _link_mac(secret_key: str, purpose: str, subscriber_token: str) -> str:
-    digest = hmac.new(
-        secret_key.encode(), f"link:{purpose}:{subscriber_token}".encode(), hashlib.sha256
-    ).digest()
+    digest = keyed_digest(secret_key, "link", purpose, subscriber_token)
     return base64.urlsafe_b64encode(digest[:LINK_MAC_BYTES]).decode().rstrip("=")
 
 

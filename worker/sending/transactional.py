@@ -15,11 +15,11 @@ from email.message import EmailMessage
 from email.utils import format_datetime
 
 from worker.bounces.policy import refusal_facts
-from worker.bounces.record import record_bounce
+from worker.bounces.record import policy_of, record_bounce
 from worker.errors import InputError, PermanentFailure, RecipientRefused
 from worker.models import Subscriber, SubscriberStatus, utcnow
 from worker.runtime import Runtime
-from worker.sending.delivery import links_for, policy_of
+from worker.sending.delivery import links_for
 from worker.sending.message import Identity
 from worker.sending.render import RenderedMail
 from worker.sending.tokens import CONFIRM_MAX_AGE_S, sign_link
@@ -148,7 +148,7 @@ def send(rt: Runtime, kind: str, subscriber_id: int) -> str:
     except RecipientRefused as exc:
         facts = refusal_facts(exc.code, exc.text, subscriber.email, subscriber_id=subscriber_id)
         with rt.session() as session, session.begin():
-            record_bounce(session, facts, policy_of(rt))
+            record_bounce(session, facts, policy_of(rt.settings))
         return f"refused: {exc}"
     except PermanentFailure as exc:
         log.error("%s mail to subscriber %s failed for good: %s", kind, subscriber_id, exc)

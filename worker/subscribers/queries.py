@@ -5,8 +5,6 @@ Functions take a ``Session`` and leave committing to the caller.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import secrets
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -32,7 +30,14 @@ from worker.models import (
     Suppression,
     utcnow,
 )
-from worker.subscribers.rules import SubscriberInput, can_move, email_key, moves_into
+from worker.sending.tokens import keyed_digest
+from worker.subscribers.rules import (
+    SubscriberInput,
+    can_move,
+    email_key,
+    join_categories,
+    moves_into,
+)
 
 
 def new_token() -> str:
@@ -59,7 +64,7 @@ def get_subscriber_by_id(session: Session, subscriber_id: int) -> Subscriber | N
 
 def suppression_hash(secret_key: str, email: str) -> str:
     """Keyed hash of an address, kept after erasure so it is never mailed again."""
-    return hmac.new(secret_key.encode(), email_key(email).encode(), hashlib.sha256).hexdigest()
+    return keyed_digest(secret_key, email_key(email)).hex()
 
 
 def is_suppressed(session: Session, secret_key: str, email: str) -> bool:
@@ -111,7 +116,7 @@ def merge_subscribers(
                     "token": new_token(),
                     "name": item.name,
                     "status": status,
-                    "categories": ";".join(item.categories),
+                    "categories": join_categories(item.categories),
                     "cadence": item.cadence,
                     "consent_at": item.created_at or now,
                     "consent_source": source,
@@ -125,7 +130,7 @@ def merge_subscribers(
         changed = False
         for field, value in (
             ("name", item.name),
-            ("categories", ";".join(item.categories)),
+            ("categories", join_categories(item.categories)),
             ("cadence", item.cadence),
         ):
             if value != getattr(known, field) and (value or field != "name"):

@@ -135,7 +135,7 @@ def read_csv(
                 SubscriberInput(
                     email=clean_email(row.get("email") or "", check_deliverability),
                     name=clean_name(row.get("name")),
-                    categories=clean_categories((row.get("categories") or "").split(";")),
+                    categories=clean_categories(split_categories(row.get("categories") or "")),
                     cadence=clean_cadence(row.get("cadence")),
                     status=status,
                     created_at=clean_timestamp("created_at", row.get("created_at")),
@@ -144,6 +144,22 @@ def read_csv(
             )
         except InputError as exc:
             yield line, exc
+
+
+# --- categories -------------------------------------------------------------------------------
+
+SEPARATOR = ";"
+"""Between a subscriber's categories: as stored, in the CSV and on the command line."""
+
+
+def split_categories(text: str) -> list[str]:
+    """The categories in stored or typed ``;``-separated text, blanks dropped."""
+    return [c.strip() for c in text.split(SEPARATOR) if c.strip()]
+
+
+def join_categories(categories: Iterable[str]) -> str:
+    """Categories as stored: ``;``-separated."""
+    return SEPARATOR.join(categories)
 
 
 # --- status transitions ------------------------------------------------------------------------

@@ -30,6 +30,8 @@ from worker.subscribers.rules import (
     clean_categories,
     clean_email,
     clean_name,
+    join_categories,
+    split_categories,
 )
 
 CONFIRMATION_EVERY_S = 600
@@ -61,7 +63,7 @@ class Choices:
     @property
     def stored_categories(self) -> str:
         """The categories as the store keeps them."""
-        return ";".join(self.categories)
+        return join_categories(self.categories)
 
 
 @dataclass(frozen=True)
@@ -117,7 +119,7 @@ def read_choices(
         picked = tuple(canonical.get(c.casefold(), c) for c in clean_categories(categories))
         if any(";" in c for c in picked):
             raise InputError("categories: a category name cannot contain ';'")
-        if len(picked) > CATEGORIES_MAX or len(";".join(picked)) > CATEGORIES_CHARS_MAX:
+        if len(picked) > CATEGORIES_MAX or len(join_categories(picked)) > CATEGORIES_CHARS_MAX:
             raise InputError(f"categories: too many (at most {CATEGORIES_MAX})")
     except InputError as exc:
         errors["categories"] = _reason(exc, "categories")
@@ -264,7 +266,7 @@ def export_data(session: Session, subscriber: Subscriber) -> dict[str, Any]:
         key: row.pop(key)
         for key in ("consent_at", "consent_ip", "consent_user_agent", "consent_source")
     }
-    row["categories"] = [c for c in subscriber.categories.split(";") if c]
+    row["categories"] = split_categories(subscriber.categories)
     return {
         "exported_at": _moment(utcnow()),
         "subscriber": row,

@@ -16,7 +16,7 @@ from worker.models import utcnow
 from worker.runtime import Runtime
 from worker.sending import control
 from worker.subscribers import queries as subscribers
-from worker.subscribers.rules import clean_email
+from worker.subscribers.rules import clean_email, split_categories
 from worker.web.deps import operator
 
 router = APIRouter(prefix="/api", tags=["operator"])
@@ -130,7 +130,7 @@ def list_subscribers(
             "email": s.email,
             "name": s.name,
             "status": s.status,
-            "categories": [c for c in s.categories.split(";") if c],
+            "categories": split_categories(s.categories),
             "cadence": s.cadence,
             "created_at": s.created_at.isoformat() if s.created_at else None,
         }

@@ -10,7 +10,6 @@ what stops anyone subscribing someone else.
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Sequence
 from typing import Annotated, Any
 
@@ -23,10 +22,11 @@ from worker.config import parse_rate
 from worker.errors import InvalidToken
 from worker.models import Subscriber, SubscriberStatus
 from worker.runtime import Runtime
+from worker.sending.throttle import over_limit
 from worker.sending.tokens import read_link, sign_link
 from worker.subscribers import queries as subscribers
 from worker.subscribers import service as readers
-from worker.subscribers.rules import moves_into
+from worker.subscribers.rules import moves_into, split_categories
 from worker.subscribers.service import FormErrors
 from worker.web.deps import runtime
 from worker.web.pages import page
@@ -81,22 +81,12 @@ def _client_ip(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-def over_rate(rt: Runtime, client: str, now_s: float | None = None) -> int | None:
-    """Count one form post from ``client``; seconds to wait when over the limit, else None.
-
-    A fixed window on Redis (INCR, then EXPIRE), so every web process shares the count.
-    """
+def over_rate(rt: Runtime, client: str) -> int | None:
+    """Count one form post from ``client`` against NEWSLETTER_SUBSCRIBE_RATE (shared by every
+    web process through Redis); whole seconds to wait when over it, else None."""
     count, period_s = parse_rate(rt.settings.subscribe_rate)
-    now_s = time.time() if now_s is None else now_s
-    window = int(now_s // period_s)
-    key = f"{RATE_KEY}:{client}:{window}"
-    pipe = rt.redis.pipeline()
-    pipe.incr(key)
-    pipe.expire(key, math.ceil(period_s) + 1)
-    posts, _ = pipe.execute()
-    if int(posts) <= count:
-        return None
-    return max(1, math.ceil((window + 1) * period_s - now_s))
+    wait_s = over_limit(rt.redis, f"{RATE_KEY}:{client}", count, period_s)
+    return None if wait_s is None else max(1, math.ceil(wait_s))
 
 
 def _subscriber(rt: Runtime, purpose: str, token: str) -> tuple[Subscriber | None, str]:
@@ -368,7 +358,7 @@ def _preferences(
     saved: bool = False,
     status_code: int = 200,
 ) -> Response:
-    stored = [c for c in subscriber.categories.split(";") if c]
+    stored = split_categories(subscriber.categories)
     values = values or {
         "name": subscriber.name,
         "categories": stored,

@@ -21,7 +21,7 @@ from starlette.concurrency import run_in_threadpool
 
 from worker.bounces import ses
 from worker.bounces.intake import record_provider_event
-from worker.bounces.policy import Policy
+from worker.bounces.record import policy_of
 from worker.bounces.webhooks import (
     DEFAULT_REPLAY_WINDOW_S,
     WebhookSecrets,
@@ -128,7 +128,7 @@ def _process(
         return JSONResponse({"detail": str(exc)}, status_code=401)
     except WebhookPayloadError as exc:
         return JSONResponse({"detail": str(exc)}, status_code=400)
-    policy = Policy(rt.settings.soft_bounce_limit, rt.settings.soft_bounce_window_days)
+    policy = policy_of(rt.settings)
     recorded = 0
     with rt.session() as session, session.begin():
         for event in result.events:
