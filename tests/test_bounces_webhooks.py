@@ -430,10 +430,16 @@ def test_a_permanent_bounce_whose_text_blames_our_ip_is_put_on_the_sender():
     assert {e.kind for e in read_ses(envelope)} == {"sender"}
 
 
-def test_the_text_cannot_soften_a_bounce_the_provider_calls_permanent():
-    envelope = with_bounce_text(sample("ses_bounce.json"), "smtp; 552 Mailbox full")
+def test_a_generic_permanent_bounce_takes_the_reason_and_kind_its_text_names():
+    # One table turns a reason into a kind, for provider events as for bounce mail: SES's
+    # catch-all "Permanent/General" says only "a bounce"; the reply says why.
+    full = with_bounce_text(sample("ses_bounce.json"), "smtp; 552 Mailbox full")
+    unknown = with_bounce_text(sample("ses_bounce.json"), "smtp; 550 5.1.1 user unknown")
+    silent = with_bounce_text(sample("ses_bounce.json"), "")
 
-    assert {(e.kind, e.reason) for e in read_ses(envelope)} == {("hard", "undefined")}
+    assert {(e.kind, e.reason) for e in read_ses(full)} == {("soft", "mailboxfull")}
+    assert {(e.kind, e.reason) for e in read_ses(unknown)} == {("hard", "userunknown")}
+    assert {(e.kind, e.reason) for e in read_ses(silent)} == {("soft", "onhold")}
 
 
 def test_an_ses_complaint_becomes_a_complaint_event():
@@ -485,10 +491,10 @@ def test_the_greeting_ses_posts_when_a_topic_is_set_up_yields_no_event():
         ("Transient", "MessageTooLarge", "soft", "mesgtoobig"),
         ("Transient", "ContentRejected", "sender", "policyviolation"),
         ("Transient", "AttachmentRejected", "sender", "policyviolation"),
-        ("Permanent", "General", "hard", "undefined"),
+        ("Permanent", "General", "soft", "onhold"),
         ("Transient", "General", "soft", "undefined"),
         ("Undetermined", "Undetermined", "soft", "undefined"),
-        ("Permanent", "SomethingNew", "hard", "undefined"),
+        ("Permanent", "SomethingNew", "soft", "onhold"),
     ],
 )
 def test_ses_bounce_types_map_to_kinds_by_table(bounce_type, sub_type, kind, reason):
@@ -898,7 +904,7 @@ def test_malformed_mailgun_json_is_a_payload_error(post):
             "sender",
             "blocked",
         ),
-        ({"event": "failed", "severity": "permanent", "reason": "bounce"}, "hard", "undefined"),
+        ({"event": "failed", "severity": "permanent", "reason": "bounce"}, "soft", "onhold"),
         ({"event": "complained"}, "complaint", "feedback"),
     ],
 )
@@ -939,3 +945,20 @@ def test_every_provider_of_the_spec_has_an_entry():
 def test_an_unknown_provider_is_not_found(post):
     with pytest.raises(NotFound):
         post("sparkpost", b"{}")
+
+
+def test_every_provider_table_agrees_with_the_one_reason_to_kind_table():
+    from worker.bounces import mailgun, postmark, sendgrid, ses
+    from worker.bounces.reasons import kind_of
+
+    pairs = [
+        *((k, r) for k, r, _refine in ses.BOUNCE_TYPES.values()),
+        *ses.COMPLAINT_TYPES.values(),
+        *sendgrid.BOUNCE_TYPES.values(),
+        *sendgrid.BOUNCE_CLASSIFICATIONS.values(),
+        *sendgrid.DROP_REASONS.values(),
+        *((k, r) for k, r, _refine in postmark.BOUNCE_TYPES.values()),
+        *mailgun.SEVERITIES.values(),
+        *mailgun.FAILURE_REASONS.values(),
+    ]
+    assert [(k, r) for k, r in pairs if kind_of(r) != k] == []

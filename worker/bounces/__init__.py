@@ -74,6 +74,14 @@ class ProviderEvent:
     message_id: str | None = None
     raw: dict[str, Any] = field(default_factory=dict, compare=False)
 
+    def __post_init__(self) -> None:
+        from worker.bounces.reasons import kind_of  # reasons imports this module
+
+        # One table decides the kind, for provider events as for bounce mail.
+        expected = kind_of(self.reason, self.status)
+        if self.kind != expected:
+            raise ValueError(f"{self.provider}: {self.reason} is {expected}, not {self.kind}")
+
 
 def epoch_time(value: Any) -> datetime | None:
     """A provider's Unix timestamp as an aware time; None when it is not one."""

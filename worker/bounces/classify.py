@@ -234,8 +234,9 @@ def refine(
 ) -> tuple[Kind, str]:
     """A provider's own bounce class, refined by its diagnostic text.
 
-    The text may name a more specific reason, or put the blame on us (``sender``); it never
-    turns a provider's hard bounce into a soft one or back.
+    The text may name a more specific reason, or put the blame on us (``sender``). Where the
+    provider named a precise reason, the text never turns it into another kind; where it only
+    said "a bounce" (``onhold``, ``undefined``), the reason the text names decides, kind too.
     """
     if not diagnostic:
         return kind, reason
@@ -245,6 +246,6 @@ def refine(
     found = classify(status, diagnostic, smtp_code)
     if found.reason in ("onhold", "undefined"):
         return kind, reason
-    if found.kind in (kind, "sender"):
+    if reason in ("onhold", "undefined") or found.kind in (kind, "sender"):
         return found.kind, found.reason
     return kind, reason

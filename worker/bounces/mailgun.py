@@ -30,7 +30,7 @@ SeenToken = Callable[[str], bool]
 
 # ``severity`` of a failed event -> (kind, reason).
 SEVERITIES: dict[str, tuple[Kind, str]] = {
-    "permanent": ("hard", "undefined"),
+    "permanent": ("soft", "onhold"),
     "temporary": ("soft", "undefined"),
 }
 

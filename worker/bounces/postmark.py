@@ -29,7 +29,7 @@ PROVIDER = "postmark"
 # Bounce ``Type`` -> (kind, reason, refine). refine lets the text classifier name a precise
 # reason where Postmark's type is a catch-all.
 BOUNCE_TYPES: dict[str, tuple[Kind, str, bool]] = {
-    "HardBounce": ("hard", "undefined", True),
+    "HardBounce": ("soft", "onhold", True),
     "BadEmailAddress": ("hard", "userunknown", False),
     "SoftBounce": ("soft", "undefined", True),
     "Transient": ("soft", "undefined", True),

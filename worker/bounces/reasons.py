@@ -57,6 +57,19 @@ SOFT: Final = frozenset(
     }
 )
 IGNORED: Final = frozenset({"vacation", "delivered"})
+PROVIDER_NOTICES: Final = frozenset(
+    {
+        "not_spam",
+        "unsubscribed",
+        "subscribed",
+        "address_change",
+        "challenge",
+        "open_relay_test",
+        "manually_deactivated",
+        "inbound_error",
+    }
+)
+"""What provider webhooks report besides bounces and complaints: recorded nowhere."""
 
 REASONS: Final[tuple[str, ...]] = tuple(
     sorted(HARD | SENDER | SOFT | IGNORED | {"notaccept", "feedback"})
@@ -67,7 +80,7 @@ REASON_KINDS: Final[dict[str, Kind]] = {
     **{reason: "hard" for reason in HARD},
     **{reason: "sender" for reason in SENDER},
     **{reason: "soft" for reason in SOFT},
-    **{reason: "ignored" for reason in IGNORED},
+    **{reason: "ignored" for reason in IGNORED | PROVIDER_NOTICES},
     "feedback": "complaint",
 }
 """The kind of each reason; ``notaccept`` is absent: its kind depends on the status class."""

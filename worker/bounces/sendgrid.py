@@ -28,7 +28,7 @@ DEFAULT_REPLAY_WINDOW_S = 300.0
 
 # ``type`` of a bounce event -> (kind, reason). "blocked" is SendGrid's temporary refusal.
 BOUNCE_TYPES: dict[str, tuple[Kind, str]] = {
-    "bounce": ("hard", "undefined"),
+    "bounce": ("soft", "onhold"),
     "blocked": ("soft", "undefined"),
 }
 

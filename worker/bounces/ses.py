@@ -70,7 +70,7 @@ _SIGNATURE_HASHES: dict[str, type[hashes.HashAlgorithm]] = {
 # a more precise reason when SES's own subtype is a catch-all.
 BOUNCE_TYPES: dict[tuple[str, str], tuple[Kind, str, bool]] = {
     ("Undetermined", "Undetermined"): ("soft", "undefined", True),
-    ("Permanent", "General"): ("hard", "undefined", True),
+    ("Permanent", "General"): ("soft", "onhold", True),
     ("Permanent", "NoEmail"): ("hard", "userunknown", False),
     # SES suppresses an address after it bounced as unknown (or we listed it as such).
     ("Permanent", "Suppressed"): ("hard", "userunknown", False),
@@ -83,7 +83,7 @@ BOUNCE_TYPES: dict[tuple[str, str], tuple[Kind, str, bool]] = {
     ("Transient", "AttachmentRejected"): ("sender", "policyviolation", False),
 }
 _BOUNCE_TYPE_FALLBACK: dict[str, tuple[Kind, str, bool]] = {
-    "Permanent": ("hard", "undefined", True),
+    "Permanent": ("soft", "onhold", True),
     "Transient": ("soft", "undefined", True),
 }
 
