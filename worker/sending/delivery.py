@@ -167,14 +167,27 @@ written; the sweep writes them (the database was down, Redis was not)."""
 
 
 def _record_sent(rt: Runtime, delivery_id: int, message_id: str) -> None:
-    """Mark a delivery the server took as sent. The writer retries a failing sent-mark; should
-    the database stay away past its patience, the acceptance goes to Redis for the sweep, and
-    the claim is kept until then so that the sweep does not take the row back meanwhile."""
+    """Mark a delivery the server took as sent; never raises, so nothing after an acceptance
+    can put the row back in the queue.
+
+    The writer retries a failing sent-mark (a database blip) while the claim's lease is kept;
+    should the database stay away past its patience, the acceptance goes to Redis, where the
+    sweep writes it before it takes anything back. Only with both stores gone does the row
+    stay `sending`, to be taken back once its lease runs out: a send "in flight" (SPEC §6).
+    """
     try:
         rt.writes.mark_sent(delivery_id, message_id)
+        return
     except Exception as exc:
         log.error("delivery %s: accepted by the server but not recorded: %s", delivery_id, exc)
+    try:
         rt.redis.hset(ACCEPTED_KEY, str(delivery_id), message_id)
+    except Exception as exc:
+        log.critical(
+            "delivery %s: accepted by the server and recorded nowhere (%s): it may go twice",
+            delivery_id,
+            exc,
+        )
 
 
 def mark_accepted(rt: Runtime) -> int:
