@@ -475,6 +475,7 @@ def run_one(
                     "NEWSLETTER_DATA_DIR": str(data_dir),
                     "NEWSLETTER_SMTP_URL": sink.url,
                     "NEWSLETTER_PUBLIC_URL": PUBLIC_URL,
+                    "NEWSLETTER_POSTAL_ADDRESS": "Weekly AI Tool Verdicts, 1 Example Street",
                     "NEWSLETTER_LOG_LEVEL": "INFO",
                 }
             )

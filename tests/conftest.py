@@ -257,6 +257,7 @@ def env(
         "NEWSLETTER_SMTP_URL": smtp_url,
         "NEWSLETTER_PUBLIC_URL": "https://news.example.com",
         "NEWSLETTER_MAIL_FROM": "Weekly AI Tool Verdicts <verdicts@news.example.com>",
+        "NEWSLETTER_POSTAL_ADDRESS": "Weekly AI Tool Verdicts, 1 Example Street, 75001 Paris",
         "NEWSLETTER_BOUNCE_ADDRESS": "bounces@news.example.com",
         "NEWSLETTER_SWEEP_INTERVAL_S": "1",
     }

@@ -204,6 +204,27 @@ def test_a_week_with_nothing_new_is_not_sent(rt: Runtime, env: dict[str, str]) -
         assert sending.get_edition(session, "2026-W10") is None
 
 
+def test_send_refuses_to_mail_readers_without_the_senders_postal_address(
+    rt: Runtime, env: dict[str, str], smtp: SmtpHandler
+) -> None:
+    week, now = _week_and_now()
+    load(rt, comparison("dev-duel", "Developer Tools", now - timedelta(minutes=5)))
+    subscribe(rt, ("ada@example.com", "", ()))
+    without = {k: v for k, v in env.items() if k != "NEWSLETTER_POSTAL_ADDRESS"}
+    result = subprocess.run(
+        [sys.executable, "-m", "worker.cli", "send", "--week", week],
+        env=without,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: NEWSLETTER_POSTAL_ADDRESS: required to mail readers")
+    assert len(result.stderr.strip().splitlines()) == 1
+    with rt.session() as session:
+        assert sending.get_edition(session, week) is None  # nothing created, nothing queued
+    assert smtp.received == []
+
+
 def test_an_unsubscribed_reader_is_skipped_even_when_already_queued(
     rt: Runtime,
     smtp: SmtpHandler,

@@ -25,6 +25,7 @@ from worker.models import (
 from worker.runtime import Runtime
 from worker.sending import queries as sending
 from worker.sending.caches import editions_of
+from worker.sending.delivery import check_can_mail_readers
 from worker.sending.message import Recipient, build_message, test_message_id
 from worker.sending.pipeline import finish_if_done, recover, refill
 from worker.sending.planning import (
@@ -147,6 +148,7 @@ def start_send(rt: Runtime, week: str, now: datetime, dispatch: Dispatch) -> Sen
 
     Sending a week again re-queues what the database says is owed and sends nothing twice.
     """
+    check_can_mail_readers(rt.settings)
     edition, created = ensure_edition(rt, week, now)
     if edition is None:
         return SendOutcome(

@@ -7,7 +7,9 @@ from datetime import timedelta
 
 from worker.bounces.policy import refusal_facts
 from worker.bounces.record import policy_of, record_bounce
+from worker.config import Settings
 from worker.errors import (
+    ConfigError,
     PermanentFailure,
     RecipientRefused,
     TemporaryFailure,
@@ -40,6 +42,17 @@ def links_for(rt: Runtime, subscriber_token: str) -> tuple[str, str]:
         f"{base}/unsubscribe/{sign_link(key, 'unsubscribe', subscriber_token)}",
         f"{base}/preferences/{sign_link(key, 'preferences', subscriber_token)}",
     )
+
+
+def check_can_mail_readers(settings: Settings) -> None:
+    """Refuse to mail real readers (an SMTP server is set) without the sender's postal address:
+    every edition's footer carries it (anti-spam law, e.g. CAN-SPAM). The outbox needs none."""
+    if settings.smtp_url and not settings.postal_address:
+        raise ConfigError(
+            "NEWSLETTER_POSTAL_ADDRESS",
+            "required to mail readers: every edition's footer carries the sender's postal"
+            " address (leave NEWSLETTER_SMTP_URL unset to write mail to the outbox instead)",
+        )
 
 
 def deliver(rt: Runtime, delivery_id: int) -> str:

@@ -19,7 +19,7 @@ from worker.models import (
 from worker.runtime import Runtime
 from worker.sending import queries as sending
 from worker.sending.caches import editions_of
-from worker.sending.delivery import mark_accepted
+from worker.sending.delivery import check_can_mail_readers, mark_accepted
 from worker.sending.fanout import row_for
 from worker.sending.planning import (
     alert_key,
@@ -192,6 +192,7 @@ def send_alerts(rt: Runtime, now: datetime, dispatch: Dispatch) -> list[str]:
     Published in the last 48 hours and not in the future; each comparison is alerted once
     (its alert edition is unique), whoever calls this and however often.
     """
+    check_can_mail_readers(rt.settings)
     with rt.session() as session:
         ids = sending.list_unalerted(session, now - ALERT_WINDOW, now)
     started = []
