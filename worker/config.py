@@ -104,6 +104,13 @@ class Settings(BaseSettings):
     dkim_selector: str | None = None
     dkim_key_file: Path | None = None
     feedback_sender_id: str = "verdicts"
+    autopause_bounce_rate: float = Field(default=0.05, ge=0, le=1)
+    """Over an edition's last 500 attempts, a hard-bounce or failure rate above this pauses it
+    (0: never)."""
+    console_login_rate: str = "5/minute"
+    """Sign-in attempts at the console per client IP (then 429)."""
+    console_session_s: int = Field(default=8 * 3600, ge=60)
+    """How long a console session lasts without use."""
 
     @field_validator("send_rate", mode="before")
     @classmethod
@@ -246,7 +253,7 @@ class Settings(BaseSettings):
             raise ValueError(f"not a crontab expression ({exc})") from None
         return value
 
-    @field_validator("subscribe_rate")
+    @field_validator("subscribe_rate", "console_login_rate")
     @classmethod
     def _subscribe_rate(cls, value: str) -> str:
         parse_rate(value)

@@ -102,6 +102,8 @@ def status(
         )
     )
     out.print(table)
+    if view.pause_reason:
+        err.print(f"paused: {view.pause_reason}")
     if view.uncertain:
         err.print(
             f"{view.uncertain} sends got no reply after the message went out (the server may"

@@ -27,7 +27,7 @@ from worker.sending import queries as sending
 from worker.sending.caches import editions_of
 from worker.sending.delivery import check_can_mail_readers
 from worker.sending.message import Recipient, build_message, test_message_id
-from worker.sending.pipeline import finish_if_done, recover, refill
+from worker.sending.pipeline import finish_if_done, pause_edition, recover, refill, reset_guard
 from worker.sending.planning import (
     parse_week,
     plan_edition,
@@ -57,6 +57,8 @@ class EditionStatusView:
     bounces: dict[str, int]
     uncertain: int = 0
     """Sends whose final reply never came (the server may have taken them; SPEC §6)."""
+    pause_reason: str | None = None
+    """Why a paused edition is paused: an operator, or the guard rail and its numbers."""
 
     def as_json(self) -> dict[str, Any]:
         """The fields of ``status --json`` (SPEC §4), in its order, then the extra counters."""
@@ -71,6 +73,7 @@ class EditionStatusView:
             "bounced": self.bounced,
             "skipped": self.skipped,
             "uncertain": self.uncertain,
+            "pause_reason": self.pause_reason,
         }
 
     @property
@@ -188,14 +191,10 @@ def start_send(rt: Runtime, week: str, now: datetime, dispatch: Dispatch) -> Sen
     )
 
 
-def pause(rt: Runtime, week: str) -> bool:
+def pause(rt: Runtime, week: str, reason: str = "paused by an operator") -> bool:
     """Stop handing out deliveries; jobs already queued put their delivery back."""
     edition = get_edition(rt, week)
-    editions_of(rt).forget_edition(edition.id or 0)
-    with rt.session() as session, session.begin():
-        return sending.mark_edition_status(
-            session, edition.id or 0, EditionStatus.paused, from_statuses("pause")
-        )
+    return pause_edition(rt, edition.id or 0, reason)
 
 
 def resume(rt: Runtime, week: str, now: datetime, dispatch: Dispatch) -> int:
@@ -210,6 +209,7 @@ def resume(rt: Runtime, week: str, now: datetime, dispatch: Dispatch) -> int:
             session, edition.id, EditionStatus.sending, from_statuses("resume")
         )
     editions_of(rt).forget_edition(edition.id)
+    reset_guard(rt, edition.id)
     # Fan-out is idempotent: it resumes an unfinished one, and either way it (re)starts the
     # refill chain that marks the edition sent once nothing is owed.
     dispatch.start_fan_out(edition.id)
@@ -267,6 +267,7 @@ def status(rt: Runtime, week: str) -> EditionStatusView:
         comparisons=carried,
         bounces=by_kind,
         uncertain=uncertain,
+        pause_reason=edition.pause_reason if edition.status == EditionStatus.paused.value else None,
         **counts,
     )
 

@@ -21,6 +21,7 @@ from worker.sending import queries as sending
 from worker.sending.caches import editions_of
 from worker.sending.delivery import check_can_mail_readers, mark_accepted
 from worker.sending.fanout import row_for
+from worker.sending.guard import WINDOW, Attempts, autopause_reason
 from worker.sending.planning import (
     alert_key,
     category_key,
@@ -115,6 +116,8 @@ def refill(rt: Runtime, edition_id: int, now: datetime, dispatch: Dispatch) -> i
         if edition is None or edition.status != EditionStatus.sending.value:
             return 0
         in_flight = sending.count_in_flight(session, edition_id)
+    if guard(rt, edition_id):
+        return 0
     room = queue_window(rt) - in_flight
     if room <= 0:
         return 0
@@ -123,6 +126,43 @@ def refill(rt: Runtime, edition_id: int, now: datetime, dispatch: Dispatch) -> i
     if jobs:
         dispatch.enqueue(jobs)
     return len(jobs)
+
+
+GUARD_SINCE = "newsletter:guard-since:"
+"""Per edition: the last attempted delivery id when it was resumed; the guard rail counts only
+attempts after it, so the attempts that tripped it do not trip it again at once."""
+
+
+def pause_edition(rt: Runtime, edition_id: int, reason: str) -> bool:
+    """Pause an edition, saying why; workers see it within a second. True if it moved."""
+    editions_of(rt).forget_edition(edition_id)
+    with rt.session() as session, session.begin():
+        return sending.mark_edition_paused(session, edition_id, reason)
+
+
+def reset_guard(rt: Runtime, edition_id: int) -> None:
+    """Start the guard rail's window afresh (an operator resumed the edition)."""
+    with rt.session() as session:
+        last = sending.get_last_attempted_id(session, edition_id)
+    rt.redis.set(f"{GUARD_SINCE}{edition_id}", last)
+
+
+def guard(rt: Runtime, edition_id: int) -> str | None:
+    """Pause a sending edition whose recent attempts bounce or fail too often (the decision is
+    ``guard.autopause_reason``); returns the reason when it did."""
+    threshold = rt.settings.autopause_bounce_rate
+    if threshold <= 0:
+        return None
+    since = rt.redis.get(f"{GUARD_SINCE}{edition_id}")
+    with rt.session() as session:
+        total, bounced, failed = sending.count_recent_attempts(
+            session, edition_id, int(since or 0), WINDOW
+        )
+    reason = autopause_reason(Attempts(total, bounced, failed), threshold)
+    if reason is None or not pause_edition(rt, edition_id, reason):
+        return None
+    log.warning("edition %s: %s", edition_id, reason)
+    return reason
 
 
 def finish_if_done(rt: Runtime, edition_id: int) -> bool:

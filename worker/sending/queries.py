@@ -163,6 +163,7 @@ def mark_edition_status(
     values: dict[str, Any] = {"status": status.value}
     if status is EditionStatus.sending:
         values["started_at"] = func.coalesce(Edition.started_at, utcnow())
+        values["pause_reason"] = None
     if status in (EditionStatus.sent, EditionStatus.cancelled):
         values["finished_at"] = utcnow()
     result = session.execute(
@@ -171,6 +172,56 @@ def mark_edition_status(
         .values(**values)
     )
     return bool(result.rowcount)
+
+
+def mark_edition_paused(session: Session, edition_id: int, reason: str) -> bool:
+    """Pause an edition the state machine lets pause, saying why; True if it moved."""
+    result = session.execute(
+        update(Edition)
+        .where(Edition.id == edition_id, Edition.status.in_(from_statuses("pause")))
+        .values(status=EditionStatus.paused.value, pause_reason=reason[:500])
+    )
+    return bool(result.rowcount)
+
+
+ATTEMPTED = (DeliveryStatus.sent.value, DeliveryStatus.bounced.value, DeliveryStatus.failed.value)
+"""Statuses a delivery reaches only through an attempt at the server."""
+
+
+def count_recent_attempts(
+    session: Session, edition_id: int, after_id: int, window: int
+) -> tuple[int, int, int]:
+    """(attempts, bounced, failed) over the edition's last ``window`` attempted deliveries with
+    ids above ``after_id`` (deliveries are handed out in id order, so the highest ids are the
+    latest)."""
+    latest = (
+        select(Delivery.status)
+        .where(
+            Delivery.edition_id == edition_id,
+            Delivery.id > after_id,
+            Delivery.status.in_(ATTEMPTED),
+        )
+        .order_by(Delivery.id.desc())
+        .limit(window)
+        .subquery()
+    )
+    rows = session.execute(select(latest.c.status, func.count()).group_by(latest.c.status))
+    counts = {status: int(n) for status, n in rows}
+    return (
+        sum(counts.values()),
+        counts.get(DeliveryStatus.bounced.value, 0),
+        counts.get(DeliveryStatus.failed.value, 0),
+    )
+
+
+def get_last_attempted_id(session: Session, edition_id: int) -> int:
+    """The highest id among the edition's attempted deliveries (0 when none)."""
+    found = session.execute(
+        select(func.max(Delivery.id)).where(
+            Delivery.edition_id == edition_id, Delivery.status.in_(ATTEMPTED)
+        )
+    ).scalar_one()
+    return int(found or 0)
 
 
 def mark_fanout_progress(session: Session, edition_id: int, cursor: int) -> None:
