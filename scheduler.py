@@ -24,6 +24,7 @@ from redis.exceptions import LockError
 from worker.actors import actors_of
 from worker.config import Settings
 from worker.errors import NewsletterError, NotFound
+from worker.heartbeat import write_scheduler_heartbeat
 from worker.models import EditionStatus, utcnow
 from worker.runtime import Runtime, open_runtime
 from worker.sending import control, pipeline, weekly
@@ -66,6 +67,7 @@ def _decide_and_send(rt: Runtime, settings: Settings) -> weekly.Decision:
     now = datetime.now(settings.tz)
     fire = weekly.fire_times(settings.weekly_cron, settings.tz, now)
     decision = weekly.decide(fire, now, settings.misfire_grace_s, _status_of(rt, fire.week))
+    result = decision.describe()
     if decision.action is weekly.Action.missed:
         log.warning("%s", decision.describe())
     elif decision.action is not weekly.Action.send:
@@ -74,7 +76,19 @@ def _decide_and_send(rt: Runtime, settings: Settings) -> weekly.Decision:
         assert decision.week is not None
         outcome = control.start_send(rt, decision.week, now, actors_of(rt))
         log.info("%s: %s", decision.describe(), outcome.message)
+        result = f"{decision.describe()}: {outcome.message}"
+    _beat(rt, settings, result)
     return decision
+
+
+def _beat(rt: Runtime, settings: Settings, result: str | None = None) -> None:
+    """Tell the console the scheduler is alive, when it fires next and what it last decided."""
+    now = datetime.now(settings.tz)
+    try:
+        next_at = weekly.fire_times(settings.weekly_cron, settings.tz, now).next_at
+        write_scheduler_heartbeat(rt.redis, now, next_at, result)
+    except Exception as exc:  # the heartbeat is for people; it never stops a send
+        log.warning("could not write the scheduler's heartbeat: %s", exc)
 
 
 def _status_of(rt: Runtime, week: str | None) -> EditionStatus | None:
@@ -94,8 +108,16 @@ def run_weekly(settings: Settings, scheduler: BaseScheduler) -> weekly.Decision 
     """
     try:
         return send_due_week(settings)
-    except Exception:
+    except Exception as exc:
         log.exception("weekly run failed; deciding again in %d s", RETRY_AFTER_S)
+        try:
+            rt = open_runtime(settings)
+            try:
+                _beat(rt, settings, f"failed: {exc}; deciding again in {RETRY_AFTER_S} s")
+            finally:
+                rt.close()
+        except Exception:  # the database or Redis is what failed: nothing to tell
+            pass
         scheduler.add_job(
             run_weekly,
             DateTrigger(datetime.now(settings.tz) + timedelta(seconds=RETRY_AFTER_S)),
@@ -111,6 +133,7 @@ def send_alerts(settings: Settings) -> list[str]:
     """The frequent job: an instant alert for each comparison published since the last run."""
     rt = open_runtime(settings)
     try:
+        _beat(rt, settings)
         started = pipeline.send_alerts(rt, utcnow(), actors_of(rt))
         for key in started:
             log.info("instant alert %s: sending", key)

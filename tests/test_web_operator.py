@@ -81,6 +81,7 @@ def test_an_edition_is_created_previewed_sent_and_counted(
         "bounced": 0,
         "skipped": 0,
         "uncertain": 0,
+        "pause_reason": None,
     }
     assert api.post("/api/editions", json={"week": week}).status_code == 200
     preview = api.get(f"/api/editions/{week}/preview")

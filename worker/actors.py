@@ -18,6 +18,7 @@ from typing import Any
 import dramatiq
 
 from worker.broker import enqueue_many, jobs_present
+from worker.heartbeat import WORKER_PRESENCE
 from worker.models import EditionStatus, utcnow
 from worker.runtime import Runtime
 from worker.sending import delivery, pipeline
@@ -37,7 +38,6 @@ DELIVER_TIME_LIMIT_MS = 3_600_000
 """Above the longest a delivery may rightly take: a throttle slot, then up to ten minutes for
 the final reply (NEWSLETTER_SMTP_DATA_TIMEOUT_S)."""
 SWEEP_LOCK = "newsletter:sweep"
-WORKER_PRESENCE = "newsletter:worker:"
 
 
 class Actors:

@@ -295,3 +295,42 @@ def test_send(rt: Runtime, email: str, week: str, now: datetime) -> str:
     )
     rt.transport.send(rt.settings.bounce_address, email, data)
     return message_id
+
+
+@dataclass(frozen=True)
+class Preview:
+    """An edition as one reader gets it: the comparisons their categories pick, both parts."""
+
+    subject: str
+    html: str
+    text: str
+    picked: int
+    carried: int
+
+
+def preview_as(rt: Runtime, week: str, categories: str, name: str = "") -> Preview:
+    """The edition of ``week`` as a reader with ``categories`` (stored form; empty: all) and
+    ``name`` would get it, with sample links in place of their personal ones."""
+    edition = get_edition(rt, week)
+    assert edition.id is not None
+    cache = editions_of(rt)
+    picks = cache.picks_for(edition.id, categories)
+    carried = len(cache.planned(edition.id))
+    if not picks:
+        return Preview(edition.subject, "", "", 0, carried)
+    with rt.session() as session:
+        views = catalog.get_comparison_views(session, picks)
+    if edition.kind == "alert":
+        mail = rt.renderer.render_alert(views[0])
+    else:
+        mail = rt.renderer.render_digest(edition.week, views)
+    values = {**sample_values(rt.settings.public_url), "name": name, "greeting_name": name}
+    if not name:
+        values["greeting_name"] = "there"
+    return Preview(
+        mail.subject,
+        mail.html.fill(values, escape=True),
+        mail.text.fill(values, escape=False),
+        len(picks),
+        carried,
+    )

@@ -317,3 +317,27 @@ def erase_subscriber(rt: Runtime, email: str) -> bool:
             return False
         erase(session, rt.secret_key, subscriber)
     return True
+
+
+# --- operators ------------------------------------------------------------------------------
+
+
+def unsubscribe(rt: Runtime, subscriber_id: int) -> bool:
+    """Unsubscribe a reader (an operator's action); False when their status does not allow it."""
+    with rt.session() as session, session.begin():
+        return subscribers.mark_subscriber_status(
+            session, subscriber_id, SubscriberStatus.unsubscribed
+        )
+
+
+def resubscribe(
+    rt: Runtime, subscriber_id: int, consent: Consent, now: datetime | None = None
+) -> SubscribeOutcome:
+    """Ask a reader to come back: their stored choices, pending again, and a new confirmation
+    mail to send (``outcome.mail``); nobody becomes active without confirming."""
+    with rt.session() as session:
+        found = subscribers.get_subscriber_by_id(session, subscriber_id)
+    if found is None:
+        raise NotFound(f"no subscriber #{subscriber_id}")
+    choices = Choices(found.name, tuple(split_categories(found.categories)), found.cadence)
+    return subscribe(rt, SubscribeRequest(email=found.email, choices=choices), consent, now)
