@@ -4,7 +4,6 @@ their sweeper threads, see ``worker.actors``); the depth of the job queues."""
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ def write_scheduler_heartbeat(
 ) -> None:
     """Note that the scheduler is alive now, when it fires next and (after a weekly run) what
     that run decided."""
-    fields: dict[str, str] = {
+    fields: dict[Any, Any] = {
         "seen_at": now.isoformat(),
         "host": f"{socket.gethostname()}:{os.getpid()}",
     }

@@ -104,9 +104,7 @@ def refusal(request: Request, status_code: int, heading: str, text: str) -> Refu
 def current_session(request: Request) -> ConsoleSession | None:
     """The caller's console session, if they are signed in."""
     rt = rt_of(request)
-    return get_session(
-        rt.redis, request.cookies.get(SESSION_COOKIE), rt.settings.console_session_s
-    )
+    return get_session(rt.redis, request.cookies.get(SESSION_COOKIE), rt.settings.console_session_s)
 
 
 def signed_in(request: Request) -> ConsoleSession:

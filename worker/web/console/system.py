@@ -122,8 +122,8 @@ def login(
     session_id, session = create_session(rt.redis, ip, rt.settings.console_session_s)
     with rt.session() as db, db.begin():
         create_audit_event(db, session.actor, ip, "sign-in", "console")
-    response = RedirectResponse(safe_next(next_path), status_code=303)
-    response.set_cookie(
+    signed = RedirectResponse(safe_next(next_path), status_code=303)
+    signed.set_cookie(
         SESSION_COOKIE,
         session_id,
         path=COOKIE_PATH,
@@ -131,8 +131,8 @@ def login(
         secure=cookie_secure(rt.settings.public_url),
         samesite="strict",
     )
-    response.delete_cookie(LOGIN_COOKIE, path=COOKIE_PATH)
-    return response
+    signed.delete_cookie(LOGIN_COOKIE, path=COOKIE_PATH)
+    return signed
 
 
 @router.post("/logout")
