@@ -63,7 +63,8 @@ def _edition(request: Request, week: str) -> Edition:
 def _progress(request: Request, editions: list[Edition]) -> list[views.Progress]:
     rt = rt_of(request)
     ids = [e.id for e in editions if e.id is not None]
-    since = utcnow() - timedelta(seconds=views.RATE_WINDOW_S)
+    now = utcnow()
+    since = now - timedelta(seconds=views.RATE_WINDOW_S)
     with rt.session() as db:
         counts = reports.count_deliveries_of(db, ids)
         kinds = reports.count_bounce_kinds_of(db, ids)
@@ -77,6 +78,7 @@ def _progress(request: Request, editions: list[Edition]) -> list[views.Progress]
             kinds[e.id or 0],
             recent.get(e.id or 0, 0),
             e.pause_reason,
+            views.rate_window_s(views.aware(e.started_at), now),
         )
         for e in editions
     ]

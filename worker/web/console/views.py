@@ -11,7 +11,15 @@ from datetime import UTC, datetime, timedelta
 from markupsafe import Markup, escape
 
 RATE_WINDOW_S = 60
-"""The send rate shown is the messages the server took over this many seconds."""
+"""The send rate shown is the messages the server took over this many seconds (or since the
+edition started, when that is sooner)."""
+
+
+def rate_window_s(started_at: datetime | None, now: datetime) -> float:
+    """Seconds the rate is counted over: the last minute, or since the start when sooner."""
+    if started_at is None:
+        return float(RATE_WINDOW_S)
+    return min(float(RATE_WINDOW_S), max(1.0, (now - started_at).total_seconds()))
 
 
 def aware(moment: datetime | None) -> datetime | None:
@@ -97,12 +105,13 @@ def progress(
     bounce_kinds: dict[str, int],
     sent_in_window: int,
     pause_reason: str | None,
+    window_s: float = RATE_WINDOW_S,
 ) -> Progress:
-    """Progress, rate (over the last RATE_WINDOW_S), ETA and bounce rates of one edition."""
+    """Progress, rate (messages taken over ``window_s``), ETA and bounce rates of an edition."""
     total = sum(counts.values())
     owed = counts.get("queued", 0) + counts.get("sending", 0)
     done = total - owed
-    rate = sent_in_window / RATE_WINDOW_S
+    rate = sent_in_window / window_s if window_s > 0 else 0.0
     eta = owed / rate if rate > 0 and owed and status == "sending" else None
     mailed = counts.get("sent", 0) + counts.get("bounced", 0) + counts.get("failed", 0)
     return Progress(
