@@ -23,9 +23,9 @@ import uvicorn
 from tests.conftest import ROOT, SmtpHandler, free_port, wait_until
 from tests.test_resilience import publish_this_week, readers, subscribe_all, this_week
 from worker.config import Settings
+from worker.models import utcnow
 from worker.runtime import Runtime, open_runtime
 from worker.sending import control
-from worker.models import utcnow
 from worker.supervisor import running_worker
 from worker.web import create_app
 
