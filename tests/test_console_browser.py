@@ -132,6 +132,14 @@ def test_an_operator_watches_pauses_resumes_previews_and_finds_a_reader_in_the_c
         assert page.get_by_role("link", name=week).is_visible()
         shot(page, "01-editions")
 
+        # Health: the worker is alive, the stores answer.
+        page.get_by_role("link", name="Health").click()
+        page.wait_for_url("**/admin/health")
+        assert page.get_by_role("heading", name="Workers (1)").is_visible()
+        shot(page, "01-health")
+        page.get_by_role("link", name="Editions").click()
+        page.wait_for_url(f"{site}/admin")
+
         # Open the edition and send it; the numbers move without a reload.
         page.get_by_role("link", name=week).click()
         page.wait_for_url(f"**/admin/editions/{week}")
