@@ -530,3 +530,20 @@ def test_health_shows_the_stores_workers_queues_and_the_scheduler(
     page = client.get("/admin/health").text
     assert "host-a:123" in page and "running" in page
     assert "2026-W48: sending" in page and fire.strftime("%Y-%m-%d %H:%M") in page
+
+
+def test_an_alert_is_listed_previewed_and_test_sent_as_an_alert(
+    client: TestClient, rt: Runtime, signed_in: str, smtp: SmtpHandler
+) -> None:
+    load(rt, comparison("alert-duel", "Writing", utcnow() - timedelta(minutes=5), title="Nib"))
+    from tests.factories import FanOutHere
+    from worker.sending import pipeline
+
+    [key] = pipeline.send_alerts(rt, utcnow(), FanOutHere(rt))
+    assert f'>{key}</a> <span class="muted">(alert)</span>' in client.get("/admin").text
+    shown = client.get(f"/admin/editions/{key}/preview")
+    assert shown.status_code == 200 and "New verdict" in shown.text and "Nib" in shown.text
+    answer = post(client, f"/admin/editions/{key}/test-send", signed_in, email="ed@example.com")
+    assert answer.status_code == 303
+    [received] = smtp.to("ed@example.com")
+    assert received.message["Subject"].startswith("[TEST] New verdict")

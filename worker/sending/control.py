@@ -278,7 +278,7 @@ def test_send(rt: Runtime, email: str, week: str, now: datetime) -> str:
     if edition is None or edition.id is None:
         raise NotFound(f"nothing to send for {week}: no comparisons in that week")
     ids = [c.id for c in editions_of(rt).planned(edition.id)]
-    mail = editions_of(rt).mail_for(week, tuple(ids))
+    mail = editions_of(rt).mail_for(week, tuple(ids), edition.kind)
     values = sample_values(rt.settings.public_url)
     message_id = test_message_id(rt.settings.mail_domain)
     data = build_message(
