@@ -85,6 +85,19 @@ def list_editions(
     return list(session.execute(query).scalars())
 
 
+def list_editions_page(session: Session, before_id: int | None, limit: int) -> list[Edition]:
+    """One keyset page of editions and alerts, newest first, with ids below ``before_id``."""
+    query = select(Edition).order_by(Edition.id.desc()).limit(limit)
+    if before_id is not None:
+        query = query.where(Edition.id < before_id)
+    return list(session.execute(query).scalars())
+
+
+def count_editions(session: Session) -> int:
+    """How many editions and alerts there are."""
+    return int(session.execute(select(func.count()).select_from(Edition)).scalar_one())
+
+
 def list_unalerted(session: Session, since: datetime, until: datetime) -> list[int]:
     """Comparisons published in [since, until] that no instant alert has gone out for yet."""
     ids = list(
@@ -216,6 +229,25 @@ def count_uncertain(session: Session, edition_id: int) -> int:
         )
     ).scalar_one()
     return int(total)
+
+
+def count_ready(session: Session, edition_id: int, now: datetime) -> tuple[int, datetime | None]:
+    """Owed deliveries a worker could take now (sending, or queued with no backoff left), and
+    the end of the soonest backoff among the others."""
+    waiting = Delivery.retry_at.is_not(None) & (Delivery.retry_at > now)
+    ready = session.execute(
+        select(func.count()).where(
+            Delivery.edition_id == edition_id, Delivery.status.in_(OWED), ~waiting
+        )
+    ).scalar_one()
+    soonest = session.execute(
+        select(func.min(Delivery.retry_at)).where(
+            Delivery.edition_id == edition_id,
+            Delivery.status == DeliveryStatus.queued.value,
+            waiting,
+        )
+    ).scalar_one_or_none()
+    return int(ready), soonest
 
 
 def has_owed(session: Session, edition_id: int) -> bool:
