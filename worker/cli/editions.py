@@ -230,10 +230,10 @@ def list_editions(
     table = Table(title="Editions, newest first")
     for column in ("week", "kind", "status", "total", "sent", "failed", "bounced", "skipped"):
         left = column in ("week", "kind", "status")
-        table.add_column(column, justify="left" if left else "right")
+        table.add_column(column, justify="left" if left else "right", no_wrap=left)
     table.add_column("hard bounces", justify="right")
     table.add_column("complaints", justify="right")
-    table.add_column("created")
+    table.add_column("created", no_wrap=True)
     for edition, view in views:
         rates = view.rates
         table.add_row(
@@ -243,6 +243,6 @@ def list_editions(
             *(str(getattr(view, c)) for c in ("total", "sent", "failed", "bounced", "skipped")),
             f"{100 * rates.hard_rate:.2f}%" + (" !" if "hard_bounces" in rates.warnings else ""),
             f"{100 * rates.complaint_rate:.3f}%" + (" !" if "complaints" in rates.warnings else ""),
-            edition.created_at.strftime("%Y-%m-%d %H:%M"),
+            edition.created_at.strftime("%Y-%m-%d"),
         )
     out.print(table)

@@ -119,7 +119,11 @@ def _waiting_on_backoff(rt: Runtime, week: str) -> datetime | None:
     return soonest if soonest.tzinfo else soonest.replace(tzinfo=UTC)
 
 
-def wait_for(rt: Runtime, week: str, timeout_s: float | None = None) -> control.EditionStatusView:
+def wait_for(
+    rt: Runtime, week: str, timeout_s: float | None = None, quiet_s: float = 15.0
+) -> control.EditionStatusView:
+    """Show the progress bar until the edition is complete; after ``quiet_s`` without
+    progress, say why (a backoff being waited out, or perhaps no worker at all)."""
     started = time.monotonic()
     last_done, last_change = -1, time.monotonic()
     rate = DeliveredRate(rt.settings.send_rate)
@@ -140,7 +144,7 @@ def wait_for(rt: Runtime, week: str, timeout_s: float | None = None) -> control.
                 break
             if view.done != last_done:
                 last_done, last_change = view.done, time.monotonic()
-            elif time.monotonic() - last_change > 15:
+            elif time.monotonic() - last_change > quiet_s:
                 retry_at = _waiting_on_backoff(rt, week)
                 if retry_at is not None:
                     progress.console.print(
@@ -149,7 +153,7 @@ def wait_for(rt: Runtime, week: str, timeout_s: float | None = None) -> control.
                     )
                 else:
                     progress.console.print(
-                        "no progress for 15 s: is a worker running? "
+                        f"no progress for {quiet_s:.0f} s: is a worker running? "
                         "(start one with `newsletter worker`)"
                     )
                 last_change = time.monotonic()
