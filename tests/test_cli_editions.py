@@ -205,7 +205,7 @@ def test_a_stalled_edition_with_nothing_backing_off_asks_for_a_worker(
 @pytest.mark.parametrize(
     "samples,limit,expected",
     [
-        ([(0.0, 0), (0.5, 5)], 0, None),  # under a second of samples: not known yet
+        ([(0.0, 0), (0.4, 5)], 0, None),  # under half a second of samples: not known yet
         ([(0.0, 0), (1.0, 10), (2.0, 20)], 0, 10.0),
         # 170 sent before the command started count for nothing: the rate is what changes
         ([(0.0, 170), (1.0, 180), (2.0, 190)], 0, 10.0),

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich import box
 from rich.table import Table
 
 from worker.actors import actors_of, count_workers
@@ -227,12 +228,11 @@ def list_editions(
     if not views:
         err.print("no editions yet: `newsletter send` creates this week's")
         return
-    table = Table(title="Editions, newest first")
-    for column in ("week", "kind", "status", "total", "sent", "failed", "bounced", "skipped"):
-        left = column in ("week", "kind", "status")
-        table.add_column(column, justify="left" if left else "right", no_wrap=left)
-    table.add_column("hard bounces", justify="right")
-    table.add_column("complaints", justify="right")
+    table = Table(title="Editions, newest first", box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0))
+    for column in ("week", "kind", "status"):
+        table.add_column(column, no_wrap=True)
+    for column in ("sent", "failed", "bounced", "hard", "compl."):
+        table.add_column(column, justify="right", no_wrap=True)
     table.add_column("created", no_wrap=True)
     for edition, view in views:
         rates = view.rates
@@ -240,9 +240,11 @@ def list_editions(
             view.week,
             edition.kind,
             view.status,
-            *(str(getattr(view, c)) for c in ("total", "sent", "failed", "bounced", "skipped")),
-            f"{100 * rates.hard_rate:.2f}%" + (" !" if "hard_bounces" in rates.warnings else ""),
-            f"{100 * rates.complaint_rate:.3f}%" + (" !" if "complaints" in rates.warnings else ""),
+            f"{view.sent}/{view.total}",
+            str(view.failed),
+            str(view.bounced),
+            f"{100 * rates.hard_rate:.2f}%" + ("!" if "hard_bounces" in rates.warnings else ""),
+            f"{100 * rates.complaint_rate:.3f}%" + ("!" if "complaints" in rates.warnings else ""),
             edition.created_at.strftime("%Y-%m-%d"),
         )
     out.print(table)

@@ -44,12 +44,12 @@ class DeliveredRate:
         self.samples: deque[tuple[float, int]] = deque()
 
     def add(self, at_s: float, sent: int) -> float | None:
-        """Record the count at a moment; the rate, once a second of samples is in."""
+        """Record the count at a moment; the rate, once half a second of samples is in."""
         self.samples.append((at_s, sent))
         while len(self.samples) > 2 and at_s - self.samples[1][0] >= self.window_s:
             self.samples.popleft()
         first_s, first_sent = self.samples[0]
-        if at_s - first_s < 1.0:
+        if at_s - first_s < 0.5:
             return None
         rate = max(sent - first_sent, 0) / (at_s - first_s)
         return min(rate, self.limit_per_s) if self.limit_per_s > 0 else rate
@@ -96,6 +96,8 @@ def follow(rt: Runtime, week: str, every_s: float = 1.0) -> control.EditionStatu
 
     def render() -> Group:
         measured = rate.add(time.monotonic(), view.sent)
+        if view.status in FINISHED:
+            return Group(edition_table(view))
         return Group(edition_table(view), Text(rate_text(measured, view.queued + view.sending)))
 
     try:
