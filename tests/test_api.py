@@ -418,3 +418,20 @@ def test_delete_erases_a_subscriber(api: TestClient, rt: Runtime) -> None:
         assert subscribers.get_subscriber_by_email(session, "ada@example.com") is None
         assert subscribers.get_subscriber_by_email(session, "bob@example.com") is not None
         assert sending.count_editions(session) == 0
+
+
+def test_an_unexpected_failure_is_a_500_problem_under_the_api_only(rt: Runtime) -> None:
+    url = rt.settings.resolved_database_url
+    if not url.startswith("sqlite:///"):
+        pytest.skip("the database is taken away by deleting its file")
+    import os
+
+    rt.engine.dispose()
+    os.remove(url.removeprefix("sqlite:///"))  # a fresh, empty file appears: no tables
+    with TestClient(create_app(rt.settings, rt), raise_server_exceptions=False) as client:
+        token = {"Authorization": f"Bearer {rt.settings.operator_token}"}
+        body = assert_problem(client.get("/api/editions", headers=token), 500)
+        assert body["type"] == "/problems/internal-error"
+        page = client.get("/subscribe")
+        assert page.status_code == 500
+        assert page.headers["content-type"].startswith("text/plain")

@@ -14,7 +14,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
@@ -31,6 +31,7 @@ TYPES = {
     405: "/problems/method-not-allowed",
     409: "/problems/conflict",
     422: "/problems/invalid-input",
+    500: "/problems/internal-error",
     503: "/problems/unavailable",
 }
 """One ``type`` per kind of problem (relative URIs, resolved against the API's own address)."""
@@ -131,3 +132,12 @@ def install(app: FastAPI) -> None:
     handled = (HTTPException, RequestValidationError, NewsletterError, NotFound, Conflict)
     for cls in (*handled, InputError):
         app.add_exception_handler(cls, handle)
+
+    async def crashed(request: Request, exc: Exception) -> Response:
+        # Starlette logs the exception after this answer, whatever the path.
+        if request.url.path.startswith(PREFIXES):
+            return problem(500, "internal error: the server's log has the details")
+        return PlainTextResponse("Internal Server Error", status_code=500)
+
+    if Exception not in before:
+        app.add_exception_handler(Exception, crashed)
