@@ -34,6 +34,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Dialect, Engine
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import defer
 from sqlmodel import Session
 
 from worker.models import (
@@ -86,11 +87,21 @@ def list_editions(
 
 
 def list_editions_page(session: Session, before_id: int | None, limit: int) -> list[Edition]:
-    """One keyset page of editions and alerts, newest first, with ids below ``before_id``."""
-    query = select(Edition).order_by(Edition.id.desc()).limit(limit)
+    """One keyset page of editions and alerts, newest first, with ids below ``before_id``
+    (their HTML not loaded)."""
+    query = select(Edition).options(defer(Edition.html)).order_by(Edition.id.desc()).limit(limit)
     if before_id is not None:
         query = query.where(Edition.id < before_id)
     return list(session.execute(query).scalars())
+
+
+def get_current_week(session: Session) -> str | None:
+    """The week of the edition an operator watches: the newest sending or paused, else the
+    newest of all."""
+    live = (EditionStatus.sending.value, EditionStatus.paused.value)
+    newest_first = select(Edition.week).order_by(Edition.id.desc()).limit(1)
+    week = session.execute(newest_first.where(Edition.status.in_(live))).scalar_one_or_none()
+    return week or session.execute(newest_first).scalar_one_or_none()
 
 
 def count_editions(session: Session) -> int:

@@ -21,7 +21,7 @@ from prometheus_client.registry import Collector
 
 from worker.actors import QUEUE_DELIVERIES, QUEUE_EDITIONS, QUEUE_TRANSACTIONAL, count_workers
 from worker.bounces import queries as bounces
-from worker.models import Edition, EditionStatus
+from worker.models import EditionStatus
 from worker.runtime import Runtime
 from worker.sending import control
 from worker.sending import queries as sending
@@ -33,16 +33,6 @@ from worker.sending.counters import (
     read_counters,
 )
 from worker.subscribers import queries as subscribers
-
-
-def current_edition(rt: Runtime) -> Edition | None:
-    """The edition an operator watches: the newest one sending or paused, else the newest."""
-    with rt.session() as session:
-        live = sending.list_editions_page(session, None, 50)
-    for edition in live:
-        if edition.status in (EditionStatus.sending.value, EditionStatus.paused.value):
-            return edition
-    return live[0] if live else None
 
 
 class NewsletterCollector(Collector):
@@ -118,7 +108,8 @@ class NewsletterCollector(Collector):
         yield from self._current()
 
     def _current(self) -> Iterator[Metric]:
-        edition = current_edition(self.rt)
+        with self.rt.session() as session:
+            week = sending.get_current_week(session)
         progress = GaugeMetricFamily(
             "newsletter_current_edition_deliveries",
             "Deliveries of the current edition (the newest sending or paused, else the newest)"
@@ -135,8 +126,8 @@ class NewsletterCollector(Collector):
             "The current edition's hard-bounce and complaint rates",
             labels=["kind"],
         )
-        if edition is not None:
-            view = control.status(self.rt, edition.week)
+        if week is not None:
+            view = control.status(self.rt, week)
             for name in ("total", "queued", "sending", "sent", "failed", "bounced", "skipped"):
                 progress.add_metric([name], getattr(view, name))
             for status in EditionStatus:
