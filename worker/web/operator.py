@@ -15,14 +15,13 @@ from pydantic import BaseModel, Field
 
 from worker.catalog.records import validate_record
 from worker.catalog.service import load_comparison_records
-from worker.errors import InputError
+from worker.errors import FieldError, InputError
 from worker.models import utcnow
 from worker.runtime import Runtime
 from worker.sending import control
 from worker.subscribers.rules import clean_email
 from worker.web.api import bounces, editions, subscribers
 from worker.web.deps import operator
-from worker.web.problems import FieldError
 
 router = APIRouter(prefix="/api", dependencies=[Depends(operator)])
 

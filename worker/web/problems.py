@@ -43,14 +43,6 @@ class ProblemResponse(JSONResponse):
     media_type = MEDIA_TYPE
 
 
-class FieldError(InputError):
-    """Bad input in named fields: ``{field: problem}``."""
-
-    def __init__(self, errors: dict[str, str]) -> None:
-        super().__init__("; ".join(f"{k}: {v}" for k, v in errors.items()))
-        self.errors = errors
-
-
 def problem(
     status: int,
     detail: str,

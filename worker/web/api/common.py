@@ -8,10 +8,9 @@ from typing import Annotated, Any
 
 from fastapi import Path, Query
 
-from worker.errors import InputError
+from worker.errors import FieldError, InputError
 from worker.runtime import Runtime
 from worker.sending import control
-from worker.web.problems import FieldError
 
 WEEK_PATTERN = r"^(\d{4}-W\d{2}|A\d{1,12})$"
 

@@ -10,14 +10,13 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field
 
 from worker.actors import actors_of
-from worker.errors import Conflict, InputError
+from worker.errors import Conflict, FieldError, InputError
 from worker.models import Edition, EditionStatus, utcnow
 from worker.runtime import Runtime
 from worker.sending import control
 from worker.sending import queries as sending
 from worker.web.api.common import Before, Limit, Week, moment, page, week_of_path
 from worker.web.deps import operator
-from worker.web.problems import FieldError
 
 router = APIRouter(tags=["editions"])
 
