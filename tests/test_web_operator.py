@@ -82,6 +82,9 @@ def test_an_edition_is_created_previewed_sent_and_counted(
         "skipped": 0,
         "uncertain": 0,
         "pause_reason": None,
+        "bounce_rate": 0.0,
+        "complaint_rate": 0.0,
+        "warnings": [],
     }
     assert api.post("/api/editions", json={"week": week}).status_code == 200
     preview = api.get(f"/api/editions/{week}/preview")
@@ -94,10 +97,11 @@ def test_an_edition_is_created_previewed_sent_and_counted(
     assert len(smtp.received) == 2
 
 
-def test_an_unknown_or_malformed_week_is_404(api: TestClient) -> None:
+def test_an_unknown_week_is_404_and_a_malformed_one_422(api: TestClient) -> None:
     assert api.get("/api/editions/2026-W01").status_code == 404
-    assert api.get("/api/editions/not-a-week").status_code == 404
     assert api.post("/api/editions/2026-W01/pause").status_code == 404
+    assert api.get("/api/editions/not-a-week").status_code == 422
+    assert api.get("/api/editions/2026-W54").status_code == 422
 
 
 def test_a_test_send_creates_no_delivery(api: TestClient, rt: Runtime, smtp: SmtpHandler) -> None:

@@ -68,6 +68,8 @@ class Settings(BaseSettings):
     public_url: str = "http://localhost:8000"
     secret_key: str | None = None
     operator_token: str | None = None
+    metrics_token: str | None = None
+    """Bearer token that may read ``/metrics`` (the operator token always may)."""
     mail_from: str = "Weekly AI Tool Verdicts <verdicts@localhost>"
     bounce_address: str = "bounces@localhost"
     send_rate: float = Field(default=0.0, ge=0)

@@ -40,6 +40,14 @@ class RecordError(InputError):
         self.problem = problem
 
 
+class FieldError(InputError):
+    """Bad input in named fields (an API body or query): ``{field: problem}``."""
+
+    def __init__(self, errors: dict[str, str]) -> None:
+        super().__init__("; ".join(f"{k}: {v}" for k, v in errors.items()))
+        self.errors = errors
+
+
 class NotFound(NewsletterError):
     """The thing asked for does not exist (an edition for a week, a subscriber)."""
 

@@ -5,6 +5,7 @@ Functions take a ``Session`` and leave committing to the caller.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -89,6 +90,54 @@ def list_bounce_events(
     if kind:
         query = query.where(BounceEvent.kind == kind)
     return list(session.execute(query.limit(limit)).scalars())
+
+
+@dataclass(frozen=True)
+class BounceFilter:
+    """What ``GET /api/bounces`` narrows the events to; None: any."""
+
+    kind: str | None = None
+    reason: str | None = None
+    since: datetime | None = None
+    email: str | None = None
+    edition_id: int | None = None
+
+    def where(self) -> list[Any]:
+        """The conditions, for a select on ``BounceEvent``."""
+        conditions: list[Any] = []
+        if self.kind:
+            conditions.append(BounceEvent.kind == self.kind)
+        if self.reason:
+            conditions.append(BounceEvent.reason == self.reason)
+        if self.since is not None:
+            conditions.append(BounceEvent.received_at >= self.since)
+        if self.email:
+            conditions.append(func.lower(BounceEvent.recipient) == self.email.strip().casefold())
+        if self.edition_id is not None:
+            conditions.append(BounceEvent.edition_id == self.edition_id)
+        return conditions
+
+
+def list_bounce_events_page(
+    session: Session, wanted: BounceFilter, before_id: int | None, limit: int
+) -> tuple[list[BounceEvent], int]:
+    """One keyset page of the events ``wanted`` names, newest first, and how many match."""
+    conditions = wanted.where()
+    query = select(BounceEvent).where(*conditions).order_by(BounceEvent.id.desc()).limit(limit)
+    if before_id is not None:
+        query = query.where(BounceEvent.id < before_id)
+    total = session.execute(select(func.count()).select_from(BounceEvent).where(*conditions))
+    return list(session.execute(query).scalars()), int(total.scalar_one())
+
+
+def count_bounce_reasons(session: Session) -> dict[tuple[str, str], int]:
+    """Every bounce event on record by (kind, reason)."""
+    rows = session.execute(
+        select(BounceEvent.kind, BounceEvent.reason, func.count()).group_by(
+            BounceEvent.kind, BounceEvent.reason
+        )
+    )
+    return {(kind, reason): int(n) for kind, reason, n in rows}
 
 
 def count_bounce_kinds(session: Session, edition_id: int) -> dict[str, int]:

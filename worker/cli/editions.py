@@ -1,5 +1,5 @@
-"""Edition commands: send, status, preview, test-send, pause, resume, cancel, retry. Each defaults
-to the current week.
+"""Edition commands: send, status, preview, test-send, pause, resume, cancel, retry, and
+``editions list``. Each defaults to the current week.
 """
 
 from __future__ import annotations
@@ -10,12 +10,14 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich import box
 from rich.table import Table
 
 from worker.actors import actors_of, count_workers
+from worker.bounces.rates import WARNINGS
 from worker.catalog import queries as catalog
 from worker.cli.app import WeekOption, app, cli_runtime, err, out
-from worker.cli.output import wait_for
+from worker.cli.output import edition_table, follow, wait_for
 from worker.errors import NotFound
 from worker.models import utcnow
 from worker.runtime import Runtime
@@ -84,24 +86,22 @@ def _dry_run(rt: Runtime, week: str) -> None:
 def status(
     week: WeekOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")] = False,
+    follow_it: Annotated[
+        bool,
+        typer.Option("--follow", help="Redraw until the edition is finished (Ctrl-C stops)."),
+    ] = False,
 ) -> None:
     """Show an edition's counters (exit 1 when the week has no edition)."""
     with cli_runtime() as rt:
         week = control.resolve_week(rt, week)
         view = control.status(rt, week)
+        if follow_it and not as_json:
+            view = follow(rt, week)
     if as_json:
         print(json.dumps(view.as_json()))
         return
-    table = Table(title=f"Edition {view.week}: {view.status}")
-    for column in ("total", "queued", "sending", "sent", "failed", "bounced", "skipped"):
-        table.add_column(column, justify="right")
-    table.add_row(
-        *(
-            str(getattr(view, c))
-            for c in ("total", "queued", "sending", "sent", "failed", "bounced", "skipped")
-        )
-    )
-    out.print(table)
+    if not follow_it:
+        out.print(edition_table(view))
     if view.pause_reason:
         err.print(f"paused: {view.pause_reason}")
     if view.uncertain:
@@ -113,22 +113,15 @@ def status(
 
 
 def _bounce_warnings(view: control.EditionStatusView) -> None:
-    mailed = max(view.sent + view.bounced + view.failed, 1)
-    hard = view.bounces.get("hard", 0)
-    complaints = view.bounces.get("complaint", 0)
-    sender = view.bounces.get("sender", 0)
+    rates = view.rates
     err.print(
-        f"bounces: {hard} hard ({100 * hard / mailed:.2f}%), "
-        f"{view.bounces.get('soft', 0)} soft, {complaints} complaints "
-        f"({100 * complaints / mailed:.3f}%), {sender} sender problems"
+        f"bounces: {rates.hard} hard ({100 * rates.hard_rate:.2f}%), "
+        f"{rates.soft} soft, {rates.complaints} complaints "
+        f"({100 * rates.complaint_rate:.3f}%), {rates.sender} sender problems"
     )
-    if hard / mailed > 0.02:
-        err.print(
-            "[bold red]warning:[/] hard bounces above 2%: clean the list before the next send"
-        )
-    if complaints / mailed > 0.001:
-        err.print("[bold red]warning:[/] complaints above 0.1%: mailbox providers will block you")
-    if sender:
+    for code in rates.warnings:
+        err.print(f"[bold red]warning:[/] {WARNINGS[code]}")
+    if rates.sender:
         err.print(
             "[yellow]note:[/] some servers refused our mail for a sender reason "
             "(policy, reputation, authentication): see `newsletter bounces list --kind sender`"
@@ -177,7 +170,7 @@ def test_send(
 
 
 @app.command()
-def pause(week: Annotated[str, typer.Option("--week", help="ISO week, e.g. 2026-W48.")]) -> None:
+def pause(week: WeekOption = None) -> None:
     """Pause an edition: workers stop taking its deliveries."""
     with cli_runtime() as rt:
         week = control.resolve_week(rt, week)
@@ -187,7 +180,7 @@ def pause(week: Annotated[str, typer.Option("--week", help="ISO week, e.g. 2026-
 
 
 @app.command()
-def resume(week: Annotated[str, typer.Option("--week", help="ISO week, e.g. 2026-W48.")]) -> None:
+def resume(week: WeekOption = None) -> None:
     """Resume an edition and re-queue whatever the database says is still owed."""
     with cli_runtime() as rt:
         week = control.resolve_week(rt, week)
@@ -197,7 +190,7 @@ def resume(week: Annotated[str, typer.Option("--week", help="ISO week, e.g. 2026
 
 
 @app.command()
-def cancel(week: Annotated[str, typer.Option("--week", help="ISO week, e.g. 2026-W48.")]) -> None:
+def cancel(week: WeekOption = None) -> None:
     """Cancel an edition: what is not sent yet is skipped."""
     with cli_runtime() as rt:
         week = control.resolve_week(rt, week)
@@ -206,9 +199,54 @@ def cancel(week: Annotated[str, typer.Option("--week", help="ISO week, e.g. 2026
 
 
 @app.command()
-def retry(week: Annotated[str, typer.Option("--week", help="ISO week, e.g. 2026-W48.")]) -> None:
+def retry(week: WeekOption = None) -> None:
     """Queue the edition's failed deliveries again."""
     with cli_runtime() as rt:
         week = control.resolve_week(rt, week)
         count = control.retry_failed(rt, week, utcnow(), actors_of(rt))
     err.print(f"{week}: {count} failed deliveries queued again")
+
+
+editions_app = typer.Typer(help="Every edition and alert.", no_args_is_help=True)
+app.add_typer(editions_app, name="editions")
+
+
+@editions_app.command("list")
+def list_editions(
+    limit: Annotated[int, typer.Option(help="At most this many, newest first.", min=1)] = 20,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="One JSON object a line on stdout.")
+    ] = False,
+) -> None:
+    """Editions and alerts, newest first: status, counts, bounce and complaint rates."""
+    with cli_runtime() as rt:
+        with rt.session() as session:
+            editions = sending.list_editions_page(session, None, limit)
+        views = [(e, control.status(rt, e.week)) for e in editions]
+    if as_json:
+        for edition, view in views:
+            print(json.dumps({**view.as_json(), "kind": edition.kind}))
+        return
+    if not views:
+        err.print("no editions yet: `newsletter send` creates this week's")
+        return
+    table = Table(title="Editions, newest first", box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0))
+    for column in ("week", "kind", "status"):
+        table.add_column(column, no_wrap=True)
+    for column in ("sent", "failed", "bounced", "hard", "compl."):
+        table.add_column(column, justify="right", no_wrap=True)
+    table.add_column("created", no_wrap=True)
+    for edition, view in views:
+        rates = view.rates
+        table.add_row(
+            view.week,
+            edition.kind,
+            view.status,
+            f"{view.sent}/{view.total}",
+            str(view.failed),
+            str(view.bounced),
+            f"{100 * rates.hard_rate:.2f}%" + ("!" if "hard_bounces" in rates.warnings else ""),
+            f"{100 * rates.complaint_rate:.3f}%" + ("!" if "complaints" in rates.warnings else ""),
+            edition.created_at.strftime("%Y-%m-%d"),
+        )
+    out.print(table)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from typing import Annotated
+from urllib.parse import urlsplit
 
 import typer
 from rich.table import Table
@@ -74,6 +75,7 @@ def web(
 
     settings = load_settings()
     setup_logging(settings)
+    _warn_links_elsewhere(settings, host, port)
     uvicorn.run(
         create_app(settings),
         host=host,
@@ -110,6 +112,7 @@ def up(
     rt = open_runtime(settings)
     rt.redis.ping()  # the embedded Redis lives at least as long as this process
     _warn_plain_http(settings)
+    _warn_links_elsewhere(settings, host, port)
     err.print(f"web: http://{host}:{port}  (reader form: {settings.public_url}/subscribe)")
     err.print(f"operator token: {settings.operator_token}")
     children = {
@@ -128,6 +131,34 @@ def _warn_plain_http(settings: Settings) -> None:
             "[yellow]warning:[/] NEWSLETTER_PUBLIC_URL is not https while mail goes to a "
             "real SMTP server: unsubscribe links must be https in production"
         )
+
+
+LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "0.0.0.0", "::"})
+
+
+def links_elsewhere(public_url: str, host: str, port: int) -> str | None:
+    """Why links in mail would miss this server: the public URL names this machine (or the
+    interface we listen on) but another port. A public URL on another host is taken to be a
+    proxy in front of us, and says nothing about our port."""
+    parsed = urlsplit(public_url)
+    try:
+        public_port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    except ValueError:
+        return None
+    if (parsed.hostname or "") not in LOCAL_HOSTS | {host} or public_port == port:
+        return None
+    return (
+        f"NEWSLETTER_PUBLIC_URL is {public_url}, but the web listens on port {port}: links in"
+        f" mail (confirm, unsubscribe, preferences) will point elsewhere; set"
+        f" NEWSLETTER_PUBLIC_URL={parsed.scheme}://{parsed.hostname}:{port} or use --port"
+        f" {public_port}"
+    )
+
+
+def _warn_links_elsewhere(settings: Settings, host: str, port: int) -> None:
+    problem = links_elsewhere(settings.public_url, host, port)
+    if problem:
+        err.print(f"[yellow]warning:[/] {problem}")
 
 
 @app.command()

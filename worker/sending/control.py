@@ -10,11 +10,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from worker.bounces import queries as bounces
+from worker.bounces.rates import BounceRates, bounce_rates
 from worker.catalog import queries as catalog
 from worker.dispatch import Dispatch
 from worker.errors import (
     Conflict,
-    InputError,
     NotFound,
 )
 from worker.models import (
@@ -35,7 +35,7 @@ from worker.sending.planning import (
     week_of,
 )
 from worker.sending.render import sample_values
-from worker.sending.states import from_statuses
+from worker.sending.states import ACTIONS, allows, from_statuses
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,15 @@ class EditionStatusView:
             "skipped": self.skipped,
             "uncertain": self.uncertain,
             "pause_reason": self.pause_reason,
+            "bounce_rate": round(self.rates.hard_rate, 6),
+            "complaint_rate": round(self.rates.complaint_rate, 6),
+            "warnings": self.rates.warnings,
         }
+
+    @property
+    def rates(self) -> BounceRates:
+        """Hard-bounce and complaint rates, and the warnings they call for."""
+        return bounce_rates(self.sent, self.bounced, self.failed, self.bounces)
 
     @property
     def done(self) -> int:
@@ -132,6 +140,18 @@ def get_edition(rt: Runtime, week: str) -> Edition:
     if edition is None:
         raise NotFound(f"no edition for {week}")
     return edition
+
+
+def check_allowed(edition: Edition, action: str) -> None:
+    """Conflict when the state machine forbids ``action`` on the edition (asking for the
+    status it already has is allowed: pausing a paused edition changes nothing)."""
+    if allows(action, edition.status) or edition.status == ACTIONS[action].to.value:
+        return
+    done = {"send": "sent", "pause": "paused", "resume": "resumed", "cancel": "cancelled"}
+    raise Conflict(
+        f"the {edition.week} edition is {edition.status}: it cannot be "
+        + done.get(action, "retried")
+    )
 
 
 @dataclass(frozen=True)
@@ -194,6 +214,7 @@ def start_send(rt: Runtime, week: str, now: datetime, dispatch: Dispatch) -> Sen
 def pause(rt: Runtime, week: str, reason: str = "paused by an operator") -> bool:
     """Stop handing out deliveries; jobs already queued put their delivery back."""
     edition = get_edition(rt, week)
+    check_allowed(edition, "pause")
     return pause_edition(rt, edition.id or 0, reason)
 
 
@@ -202,8 +223,7 @@ def resume(rt: Runtime, week: str, now: datetime, dispatch: Dispatch) -> int:
     jobs; returns how many. Resuming twice enqueues nothing twice."""
     edition = get_edition(rt, week)
     assert edition.id is not None
-    if edition.status == EditionStatus.cancelled.value:
-        raise InputError(f"the {week} edition was cancelled; it cannot be resumed")
+    check_allowed(edition, "resume")
     with rt.session() as session, session.begin():
         sending.mark_edition_status(
             session, edition.id, EditionStatus.sending, from_statuses("resume")
@@ -221,6 +241,7 @@ def resume(rt: Runtime, week: str, now: datetime, dispatch: Dispatch) -> int:
 def cancel(rt: Runtime, week: str) -> int:
     """Cancel an edition: nothing more is sent; returns how many deliveries were skipped."""
     edition = get_edition(rt, week)
+    check_allowed(edition, "cancel")
     editions_of(rt).forget_edition(edition.id or 0)
     with rt.session() as session, session.begin():
         sending.mark_edition_status(
@@ -237,6 +258,7 @@ def retry_failed(rt: Runtime, week: str, now: datetime, dispatch: Dispatch) -> i
     """
     edition = get_edition(rt, week)
     assert edition.id is not None
+    check_allowed(edition, "retry")
     with rt.session() as session, session.begin():
         sending.lock_edition(session, edition.id)
         sending.mark_edition_status(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from datetime import timedelta
 
 from worker.bounces.policy import refusal_facts
@@ -23,6 +24,7 @@ from worker.models import (
 from worker.runtime import Runtime
 from worker.sending import queries as sending
 from worker.sending.caches import editions_of
+from worker.sending.counters import Counters, reply_class
 from worker.sending.fanout import skip_at_send
 from worker.sending.message import Recipient, build_message, message_id_for
 from worker.sending.queries import Claim, EditionInfo
@@ -67,7 +69,7 @@ def deliver(rt: Runtime, delivery_id: int) -> str:
     if claim is None:
         return "not owed"
     try:
-        return _deliver_claimed(rt, claim)
+        return _deliver_claimed(rt, claim, time.monotonic())
     except Exception as exc:
         # Before the server took the message (after, nothing raises): counted as an attempt,
         # so a delivery whose job keeps failing ends `failed` after NEWSLETTER_MAX_ATTEMPTS.
@@ -78,7 +80,12 @@ def deliver(rt: Runtime, delivery_id: int) -> str:
         rt.writes.forget(delivery_id)
 
 
-def _deliver_claimed(rt: Runtime, claim: Claim) -> str:
+def counters_of(rt: Runtime) -> Counters:
+    """The process's delivery counters, summed over every worker in Redis (``/metrics``)."""
+    return rt.kept("sending.counters", lambda: Counters(rt.redis))
+
+
+def _deliver_claimed(rt: Runtime, claim: Claim, claimed_at: float) -> str:
     writes, delivery_id = rt.writes, claim.delivery_id
     edition = editions_of(rt).edition_info(claim.edition_id)
     if edition.status == EditionStatus.paused.value:
@@ -89,6 +96,7 @@ def _deliver_claimed(rt: Runtime, claim: Claim) -> str:
     skip_reason = skip_at_send(edition.status, claim.subscriber_status, has_picks)
     if skip_reason:
         writes.record(delivery_id, Outcome(DeliveryStatus.skipped, error=skip_reason))
+        counters_of(rt).delivery("skipped", None)
         return DeliveryStatus.skipped.value
     try:
         envelope_from, message_id, data = _build(rt, claim, edition)
@@ -103,19 +111,28 @@ def _deliver_claimed(rt: Runtime, claim: Claim) -> str:
         # someone else's now. Sending would be the duplicate.
         log.warning("delivery %s: claim taken back while waiting; not sending", delivery_id)
         return "claim lost"
+    counters = counters_of(rt)
     try:
         rt.transport.send(envelope_from, claim.email, data)
     except RecipientRefused as exc:
-        return _refused(rt, claim, exc)
+        status = _refused(rt, claim, exc)
+        counters.delivery(status, reply_class(exc.code))
+        return status
     except PermanentFailure as exc:
         writes.record(delivery_id, Outcome(DeliveryStatus.failed, error=str(exc)))
+        counters.delivery("failed", reply_class(exc.code))
         return DeliveryStatus.failed.value
     except UncertainDelivery as exc:
-        return _retry_or_fail(rt, claim, str(exc), uncertain=True)
+        status = _retry_or_fail(rt, claim, str(exc), uncertain=True)
+        counters.delivery("retried" if status == "retrying" else status, "none")
+        return status
     except TemporaryFailure as exc:
-        return _retry_or_fail(rt, claim, str(exc))
+        status = _retry_or_fail(rt, claim, str(exc))
+        counters.delivery("retried" if status == "retrying" else status, reply_class(exc.code))
+        return status
     # The server took it: from here on, nothing may send it again.
     _record_sent(rt, delivery_id, message_id)
+    counters.delivery("sent", "2xx", time.monotonic() - claimed_at)
     return DeliveryStatus.sent.value
 
 

@@ -34,6 +34,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Dialect, Engine
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import defer
 from sqlmodel import Session
 
 from worker.models import (
@@ -83,6 +84,29 @@ def list_editions(
     if kind is not None:
         query = query.where(Edition.kind == kind.value)
     return list(session.execute(query).scalars())
+
+
+def list_editions_page(session: Session, before_id: int | None, limit: int) -> list[Edition]:
+    """One keyset page of editions and alerts, newest first, with ids below ``before_id``
+    (their HTML not loaded)."""
+    query = select(Edition).options(defer(Edition.html)).order_by(Edition.id.desc()).limit(limit)
+    if before_id is not None:
+        query = query.where(Edition.id < before_id)
+    return list(session.execute(query).scalars())
+
+
+def get_current_week(session: Session) -> str | None:
+    """The week of the edition an operator watches: the newest sending or paused, else the
+    newest of all."""
+    live = (EditionStatus.sending.value, EditionStatus.paused.value)
+    newest_first = select(Edition.week).order_by(Edition.id.desc()).limit(1)
+    week = session.execute(newest_first.where(Edition.status.in_(live))).scalar_one_or_none()
+    return week or session.execute(newest_first).scalar_one_or_none()
+
+
+def count_editions(session: Session) -> int:
+    """How many editions and alerts there are."""
+    return int(session.execute(select(func.count()).select_from(Edition)).scalar_one())
 
 
 def list_unalerted(session: Session, since: datetime, until: datetime) -> list[int]:
@@ -267,6 +291,25 @@ def count_uncertain(session: Session, edition_id: int) -> int:
         )
     ).scalar_one()
     return int(total)
+
+
+def count_ready(session: Session, edition_id: int, now: datetime) -> tuple[int, datetime | None]:
+    """Owed deliveries a worker could take now (sending, or queued with no backoff left), and
+    the end of the soonest backoff among the others."""
+    waiting = Delivery.retry_at.is_not(None) & (Delivery.retry_at > now)
+    ready = session.execute(
+        select(func.count()).where(
+            Delivery.edition_id == edition_id, Delivery.status.in_(OWED), ~waiting
+        )
+    ).scalar_one()
+    soonest = session.execute(
+        select(func.min(Delivery.retry_at)).where(
+            Delivery.edition_id == edition_id,
+            Delivery.status == DeliveryStatus.queued.value,
+            waiting,
+        )
+    ).scalar_one_or_none()
+    return int(ready), soonest
 
 
 def has_owed(session: Session, edition_id: int) -> bool:

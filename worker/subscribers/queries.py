@@ -9,11 +9,13 @@ import secrets
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import (
     delete,
     func,
     insert,
+    literal,
     or_,
     select,
     update,
@@ -32,6 +34,7 @@ from worker.models import (
 )
 from worker.sending.tokens import keyed_digest
 from worker.subscribers.rules import (
+    SEPARATOR,
     SubscriberInput,
     can_move,
     email_key,
@@ -172,14 +175,60 @@ def iter_subscribers(session: Session, page_size: int = 1000) -> Iterator[Subscr
         after = page[-1].id or after
 
 
+@dataclass(frozen=True)
+class SubscriberFilter:
+    """What the operator's subscriber list narrows to; None: any."""
+
+    status: str | None = None
+    category: str | None = None
+    """Subscribers who chose this category (compared case-insensitively)."""
+    cadence: str | None = None
+    q: str | None = None
+    """A piece of the address or the name, case-insensitively."""
+
+    def where(self) -> list[Any]:
+        """The conditions, for a select on ``Subscriber``."""
+        conditions: list[Any] = []
+        if self.status:
+            conditions.append(Subscriber.status == self.status)
+        if self.cadence:
+            conditions.append(Subscriber.cadence == self.cadence)
+        if self.category:
+            wrapped = literal(SEPARATOR) + func.lower(Subscriber.categories) + literal(SEPARATOR)
+            needle = f"%{SEPARATOR}{_like_escaped(self.category.strip().casefold())}{SEPARATOR}%"
+            conditions.append(wrapped.like(needle, escape="\\"))
+        if self.q:
+            needle = f"%{_like_escaped(self.q.strip().casefold())}%"
+            conditions.append(
+                or_(
+                    Subscriber.email_key.like(needle, escape="\\"),
+                    func.lower(Subscriber.name).like(needle, escape="\\"),
+                )
+            )
+        return conditions
+
+
+def _like_escaped(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
 def list_subscribers_page(
-    session: Session, after_id: int, limit: int, status: str | None = None
+    session: Session,
+    after_id: int,
+    limit: int,
+    status: str | None = None,
+    wanted: SubscriberFilter | None = None,
 ) -> list[Subscriber]:
-    """One keyset page of subscribers with ids above ``after_id``."""
-    query = select(Subscriber).where(Subscriber.id > after_id)
-    if status:
-        query = query.where(Subscriber.status == status)
+    """One keyset page of subscribers with ids above ``after_id``, optionally filtered."""
+    wanted = wanted or SubscriberFilter(status=status)
+    query = select(Subscriber).where(Subscriber.id > after_id, *wanted.where())
     return list(session.execute(query.order_by(Subscriber.id).limit(limit)).scalars())
+
+
+def count_matching(session: Session, wanted: SubscriberFilter) -> int:
+    """How many subscribers the filter keeps."""
+    query = select(func.count()).select_from(Subscriber).where(*wanted.where())
+    return int(session.execute(query).scalar_one())
 
 
 def count_subscribers(session: Session) -> dict[str, int]:

@@ -191,3 +191,12 @@ def can_move(current: str, wanted: str) -> bool:
 def moves_into(wanted: SubscriberStatus) -> tuple[str, ...]:
     """The statuses a subscriber may be in to move to ``wanted`` (for conditional updates)."""
     return tuple(s.value for s, allowed in MOVES.items() if wanted in allowed)
+
+
+def operator_may_move(current: str, wanted: str) -> bool:
+    """An operator's change of status: what the table allows, except making a reader active,
+    which only the reader's own confirmation does (an operator sets ``pending``, which mails a
+    new confirmation)."""
+    if wanted == _S.active.value and current != _S.active.value:
+        return False
+    return can_move(current, wanted)

@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from worker.bounces import queries as bounces
-from worker.errors import InputError, NotFound
+from worker.errors import Conflict, InputError, NotFound
 from worker.models import (
     Subscriber,
     SubscriberStatus,
@@ -31,6 +31,7 @@ from worker.subscribers.rules import (
     clean_email,
     clean_name,
     join_categories,
+    operator_may_move,
     split_categories,
 )
 
@@ -341,3 +342,54 @@ def resubscribe(
         raise NotFound(f"no subscriber #{subscriber_id}")
     choices = Choices(found.name, tuple(split_categories(found.categories)), found.cadence)
     return subscribe(rt, SubscribeRequest(email=found.email, choices=choices), consent, now)
+@dataclass(frozen=True)
+class Changes:
+    """What an operator changes about a subscriber; None: unchanged."""
+
+    name: str | None = None
+    categories: list[str] | None = None
+    cadence: str | None = None
+    status: str | None = None
+
+
+def change_subscriber(
+    rt: Runtime, email: str, changes: Changes, known: list[str], now: datetime | None = None
+) -> tuple[Subscriber, str | None]:
+    """Apply an operator's changes; returns the subscriber and the mail it is owed (a new
+    confirmation when set back to ``pending``). FormErrors names bad fields; Conflict when the
+    status table refuses the move."""
+    now = now or utcnow()
+    mail = None
+    with rt.session() as session, session.begin():
+        subscriber = subscribers.get_subscriber_by_email(session, email)
+        if subscriber is None:
+            raise NotFound(f"no subscriber {email}")
+        assert subscriber.id is not None
+        choices, errors = read_choices(
+            subscriber.name if changes.name is None else changes.name,
+            split_categories(subscriber.categories)
+            if changes.categories is None
+            else changes.categories,
+            changes.cadence or subscriber.cadence,
+            known,
+        )
+        if errors or choices is None:
+            raise FormErrors(errors)
+        wanted = changes.status
+        if wanted is not None and not operator_may_move(subscriber.status, wanted):
+            hint = " (set pending: a new confirmation goes out)" if wanted == "active" else ""
+            raise Conflict(
+                f"{subscriber.email} is {subscriber.status}: it cannot become {wanted}{hint}"
+            )
+        subscribers.mark_subscriber_preferences(
+            session, subscriber.id, choices.name, choices.stored_categories, choices.cadence
+        )
+        if wanted is not None and wanted != subscriber.status:
+            subscribers.mark_subscriber_status(session, subscriber.id, SubscriberStatus(wanted))
+        if wanted == SubscriberStatus.pending.value and subscribers.mark_confirmation_due(
+            session, subscriber.id, now, CONFIRMATION_EVERY_S
+        ):
+            mail = MAIL_CONFIRM
+        session.flush()
+        session.refresh(subscriber)
+    return subscriber, mail

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from worker.config import Settings
@@ -15,7 +15,8 @@ from worker.runtime import Runtime, open_runtime
 
 def create_app(settings: Settings, rt: Runtime | None = None) -> FastAPI:
     """The ASGI app; ``rt`` may be given (tests), else it is opened at startup."""
-    from worker.web import console, operator, readers, webhooks
+    from worker.web import console, operator, problems, readers, webhooks
+    from worker.web.deps import metrics_reader
     from worker.web.metrics import render_metrics
 
     @asynccontextmanager
@@ -55,9 +56,9 @@ def create_app(settings: Settings, rt: Runtime | None = None) -> FastAPI:
         )
 
     @app.get("/metrics", tags=["health"])
-    def metrics(request: Request) -> Response:
-        """Prometheus text exposition."""
-        body, content_type = render_metrics(request.app.state.rt)
+    def metrics(runtime: Runtime = Depends(metrics_reader)) -> Response:
+        """Prometheus text exposition (bearer: the metrics or the operator token)."""
+        body, content_type = render_metrics(runtime)
         return Response(body, media_type=content_type)
 
     @app.exception_handler(NotFound)
@@ -76,4 +77,6 @@ def create_app(settings: Settings, rt: Runtime | None = None) -> FastAPI:
     async def other(_request: Request, exc: NewsletterError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=503)
 
+    # Last: it wraps the handlers above, answering problem details under /api only.
+    problems.install(app)
     return app

@@ -4,9 +4,18 @@ from __future__ import annotations
 
 import hmac
 
-from fastapi import Header, HTTPException, Request
+from fastapi import HTTPException, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from worker.runtime import Runtime
+
+bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="operatorToken",
+    description="`NEWSLETTER_OPERATOR_TOKEN` (printed by `newsletter up`); `/metrics` also "
+    "takes `NEWSLETTER_METRICS_TOKEN`.",
+)
+"""The bearer scheme, declared in the OpenAPI document (so ``/docs`` offers "Authorize")."""
 
 
 def runtime(request: Request) -> Runtime:
@@ -15,19 +24,39 @@ def runtime(request: Request) -> Runtime:
     return rt
 
 
-def operator(request: Request, authorization: str | None = Header(default=None)) -> Runtime:
+def _matches(credentials: HTTPAuthorizationCredentials | None, *tokens: str | None) -> bool:
+    """True when the bearer token is one of ``tokens``, compared in constant time."""
+    if credentials is None:
+        return False
+    given = credentials.credentials.strip().encode()
+    found = False
+    for token in tokens:
+        if token and hmac.compare_digest(given, token.encode()):
+            found = True
+    return found
+
+
+def _refuse(what: str) -> HTTPException:
+    return HTTPException(
+        status_code=401, detail=f"missing or wrong {what}", headers={"WWW-Authenticate": "Bearer"}
+    )
+
+
+def operator(
+    request: Request, credentials: HTTPAuthorizationCredentials | None = Security(bearer)
+) -> Runtime:
     """The runtime, for a caller with the operator token (401 otherwise)."""
     rt = runtime(request)
-    expected = rt.settings.operator_token or ""
-    scheme, _, token = (authorization or "").partition(" ")
-    if (
-        scheme.lower() != "bearer"
-        or not expected
-        or not hmac.compare_digest(token.strip().encode(), expected.encode())
-    ):
-        raise HTTPException(
-            status_code=401,
-            detail="missing or wrong operator token",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
+    if not _matches(credentials, rt.settings.operator_token):
+        raise _refuse("operator token")
+    return rt
+
+
+def metrics_reader(
+    request: Request, credentials: HTTPAuthorizationCredentials | None = Security(bearer)
+) -> Runtime:
+    """The runtime, for a caller with the metrics token or the operator token (401 otherwise)."""
+    rt = runtime(request)
+    if not _matches(credentials, rt.settings.metrics_token, rt.settings.operator_token):
+        raise _refuse("metrics or operator token")
     return rt
