@@ -15,7 +15,7 @@ from worker.runtime import Runtime, open_runtime
 
 def create_app(settings: Settings, rt: Runtime | None = None) -> FastAPI:
     """The ASGI app; ``rt`` may be given (tests), else it is opened at startup."""
-    from worker.web import operator, readers, webhooks
+    from worker.web import archive, operator, reader_errors, readers, webhooks
     from worker.web.metrics import render_metrics
 
     @asynccontextmanager
@@ -30,6 +30,7 @@ def create_app(settings: Settings, rt: Runtime | None = None) -> FastAPI:
     app.include_router(readers.router)
     app.include_router(operator.router)
     app.include_router(webhooks.router)
+    app.include_router(archive.router)
 
     @app.get("/healthz", tags=["health"])
     def healthz(request: Request) -> JSONResponse:
@@ -75,4 +76,5 @@ def create_app(settings: Settings, rt: Runtime | None = None) -> FastAPI:
     async def other(_request: Request, exc: NewsletterError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=503)
 
+    reader_errors.install(app)  # last: wraps the handlers above for reader paths only
     return app
