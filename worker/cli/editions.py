@@ -21,6 +21,7 @@ from worker.models import utcnow
 from worker.runtime import Runtime
 from worker.sending import control
 from worker.sending import queries as sending
+from worker.sending.digest import count as plural
 from worker.subscribers import queries as subscribers
 
 
@@ -104,8 +105,9 @@ def status(
     out.print(table)
     if view.uncertain:
         err.print(
-            f"{view.uncertain} sends got no reply after the message went out (the server may"
-            " have them): retried through the backoff, so those readers may have two copies"
+            f"{plural(view.uncertain, 'send')} got no reply after the message went out (the"
+            " server may have them): retried through the backoff, so those readers may have"
+            " two copies"
         )
     _bounce_warnings(view)
 
@@ -117,8 +119,8 @@ def _bounce_warnings(view: control.EditionStatusView) -> None:
     sender = view.bounces.get("sender", 0)
     err.print(
         f"bounces: {hard} hard ({100 * hard / mailed:.2f}%), "
-        f"{view.bounces.get('soft', 0)} soft, {complaints} complaints "
-        f"({100 * complaints / mailed:.3f}%), {sender} sender problems"
+        f"{view.bounces.get('soft', 0)} soft, {plural(complaints, 'complaint')} "
+        f"({100 * complaints / mailed:.3f}%), {plural(sender, 'sender problem')}"
     )
     if hard / mailed > 0.02:
         err.print(
@@ -191,7 +193,7 @@ def resume(week: Annotated[str, typer.Option("--week", help="ISO week, e.g. 2026
         week = control.resolve_week(rt, week)
         requeued = control.resume(rt, week, utcnow(), actors_of(rt))
         view = control.status(rt, week)
-    err.print(f"{week}: {view.status}, {requeued} deliveries re-queued")
+    err.print(f"{week}: {view.status}, {plural(requeued, 'delivery', 'deliveries')} re-queued")
 
 
 @app.command()
@@ -200,7 +202,7 @@ def cancel(week: Annotated[str, typer.Option("--week", help="ISO week, e.g. 2026
     with cli_runtime() as rt:
         week = control.resolve_week(rt, week)
         skipped = control.cancel(rt, week)
-    err.print(f"{week}: cancelled, {skipped} deliveries skipped")
+    err.print(f"{week}: cancelled, {plural(skipped, 'delivery', 'deliveries')} skipped")
 
 
 @app.command()
@@ -209,4 +211,4 @@ def retry(week: Annotated[str, typer.Option("--week", help="ISO week, e.g. 2026-
     with cli_runtime() as rt:
         week = control.resolve_week(rt, week)
         count = control.retry_failed(rt, week, utcnow(), actors_of(rt))
-    err.print(f"{week}: {count} failed deliveries queued again")
+    err.print(f"{week}: {plural(count, 'failed delivery', 'failed deliveries')} queued again")
