@@ -16,7 +16,7 @@ from worker.actors import actors_of, count_workers
 from worker.catalog import queries as catalog
 from worker.cli.app import WeekOption, app, cli_runtime, err, out
 from worker.cli.output import wait_for
-from worker.errors import NotFound
+from worker.errors import InputError, NotFound
 from worker.models import utcnow
 from worker.runtime import Runtime
 from worker.sending import control
@@ -141,8 +141,23 @@ def preview(
     out_file: Annotated[
         Path | None, typer.Option("--out", help="Write the HTML here instead of stdout.")
     ] = None,
+    serve: Annotated[
+        bool,
+        typer.Option(
+            "--serve",
+            help="Serve a page with the digest, an alert, the confirmation and the welcome "
+            "mail at 320 and 600 px, with their text parts; Ctrl-C stops.",
+        ),
+    ] = False,
+    host: Annotated[str, typer.Option(help="With --serve: the address to listen on.")] = (
+        "127.0.0.1"
+    ),
+    port: Annotated[int, typer.Option(help="With --serve: the port (0: any free one).")] = 8025,
 ) -> None:
-    """Render the week's digest as HTML (every comparison, sample reader)."""
+    """Render the week's digest as HTML (every comparison, sample reader), or serve every mail."""
+    if serve:
+        _serve_previews(week, host, port)
+        return
     with cli_runtime() as rt:
         week = control.resolve_week(rt, week)
         with rt.session() as session:
@@ -159,6 +174,27 @@ def preview(
         err.print(f"{subject}\nwrote {out_file} ({len(html.encode()):,} bytes)")
     else:
         sys.stdout.write(html)
+
+
+def _serve_previews(week: str | None, host: str, port: int) -> None:
+    from worker.cli.previews import make_server
+    from worker.sending.previews import preview_mails
+
+    with cli_runtime() as rt:
+        week = control.resolve_week(rt, week)
+        preview_mails(rt, week, utcnow())  # a week with nothing to show fails here, at once
+        try:
+            server = make_server(host, port, lambda: preview_mails(rt, week, utcnow()))
+        except OSError as exc:
+            raise InputError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+        bound_port = server.server_address[1]
+        err.print(f"previews of {week}: http://{host}:{bound_port}/ (Ctrl-C stops)")
+        try:
+            server.serve_forever(poll_interval=0.2)
+        except KeyboardInterrupt:
+            err.print("stopped")
+        finally:
+            server.server_close()
 
 
 @app.command("test-send")
