@@ -310,8 +310,8 @@ def confirm(token: str, request: Request, rt: RT) -> Response:
 # --- unsubscribe ----------------------------------------------------------------------------
 
 
-@router.api_route("/unsubscribe/preview", methods=["GET", "POST"], response_class=HTMLResponse)
-@router.api_route("/preferences/preview", methods=["GET", "POST"], response_class=HTMLResponse)
+@router.api_route("/unsubscribe/preview", methods=["GET", "POST"], include_in_schema=False)
+@router.api_route("/preferences/preview", methods=["GET", "POST"], include_in_schema=False)
 def test_mail_link(request: Request) -> Response:
     """Where the personal links of a test send and a preview lead: nobody is unsubscribed."""
     return _message(
