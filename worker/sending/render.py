@@ -247,7 +247,10 @@ class Renderer:
         count = len(views)
         categories = sorted({v.category for v in views}, key=str.casefold)
         if web:
-            intro = "Published together on Weekly AI Tool Verdicts."
+            intro = (
+                f"{digest.count(count, 'new side-by-side comparison')}, as readers of "
+                "instant alerts got " + ("it." if count == 1 else "them, published together.")
+            )
         elif follows_all:
             intro = (
                 f"Just published: {digest.count(count, 'new side-by-side comparison')}. "
