@@ -36,6 +36,7 @@ COMMANDS = [
     ["subscribers", "add"],
     ["subscribers", "import"],
     ["subscribers", "export"],
+    ["subscribers", "show"],
     ["subscribers", "export-data"],
     ["subscribers", "erase"],
     ["bounces", "ingest"],

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import free_port
+from tests.conftest import SmtpHandler, free_port
 
 
 def _embedded_pid(data_dir: Path) -> int | None:
@@ -70,8 +70,28 @@ def test_demo_delivers_this_weeks_digest_into_the_outbox_and_leaves_nothing_runn
 
     again = _newsletter(tmp_path, data_dir, "demo")
     assert again.returncode == 0, again.stderr
-    assert "already sent" in again.stderr
+    assert "already sent, nothing to do" in again.stderr
+    assert "sent/s" not in again.stderr and "Edition " not in again.stderr  # no rate, no table
     assert len(list((data_dir / "outbox").glob("*.eml"))) == 25
+
+
+def test_demo_through_an_smtp_server_uses_a_sample_postal_address(
+    tmp_path: Path, smtp: SmtpHandler, smtp_url: str
+) -> None:
+    data_dir = tmp_path / "data"
+    result = subprocess.run(
+        [sys.executable, "-m", "worker.cli", "demo", "--subscribers", "3"],
+        cwd=tmp_path,
+        env={**_clean_env(data_dir), "NEWSLETTER_SMTP_URL": smtp_url},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "postal address (a sample, for the demo)" in result.stderr
+    assert len(smtp.received) == 3
+    text = smtp.received[0].message.get_body(("plain",))
+    assert text is not None and "1 Example Street" in str(text.get_content())
 
 
 def test_any_command_works_on_a_fresh_data_dir(tmp_path: Path) -> None:

@@ -191,7 +191,8 @@ def test_alerts_confirmations_and_test_sends_are_signed_too(
 ) -> None:
     key = keys[key_type][0]
     now = utcnow()
-    load(rt, comparison("pen-duel", "Writing", now - timedelta(minutes=3)))
+    # Published longer ago than NEWSLETTER_ALERT_BATCH_S: its alert is due.
+    load(rt, comparison("pen-duel", "Writing", now - timedelta(minutes=11)))
     subscribe(rt, ("quick@example.com", "Quinn", ()), cadence="instant")
     subscribe(rt, ("pending@example.com", "Pat", ()), confirmed=False)
 

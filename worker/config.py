@@ -101,6 +101,8 @@ class Settings(BaseSettings):
     mailgun_signing_key: str | None = None
     postal_address: str | None = None
     edition_intro: str = ""
+    alert_batch_s: int = Field(default=600, ge=0)
+    site_url: str | None = None
     log_level: str = "INFO"
     dkim_domain: str | None = None
     dkim_selector: str | None = None
@@ -125,6 +127,16 @@ class Settings(BaseSettings):
     @field_validator("public_url")
     @classmethod
     def _public_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/")
+
+    @field_validator("site_url")
+    @classmethod
+    def _site_url(cls, value: str | None) -> str | None:
+        if not value:
+            return None
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ValueError("must be an http:// or https:// URL")

@@ -14,6 +14,8 @@ class ImportReport:
     updated: int = 0
     unchanged: int = 0
     errors: list[str] = field(default_factory=list)
+    unchecked_categories: set[str] = field(default_factory=set)
+    """Categories taken without a check: no comparison was loaded yet to know them by."""
 
     @property
     def loaded(self) -> int:

@@ -17,6 +17,7 @@ from worker.cli.output import progress_bar
 from worker.config import load_settings
 from worker.errors import InputError
 from worker.sending import control
+from worker.sending.digest import count as plural
 
 
 def _inbound(path: Path) -> Iterator[tuple[str, bytes]]:
@@ -72,7 +73,7 @@ def bounces_ingest(
                 progress.advance(task)
     summary = ", ".join(f"{n} {outcome}" for outcome, n in sorted(tally.items()))
     err.print(
-        f"{len(messages)} messages: {summary or 'none'}"
+        f"{plural(len(messages), 'message')}: {summary or 'none'}"
         + (" (dry run: nothing changed)" if dry_run else "")
     )
 
@@ -101,7 +102,7 @@ def bounces_serve(
             supervisor.wait_for_signal()
         finally:
             controller.stop()
-        err.print(f"{handler.processed} messages processed")
+        err.print(f"{plural(handler.processed, 'message')} processed")
 
 
 @bounces_app.command("poll")
@@ -113,7 +114,7 @@ def bounces_poll() -> None:
         if not rt.settings.bounce_mailbox:
             raise InputError("NEWSLETTER_BOUNCE_MAILBOX is not set")
         handled = poll_mailbox(rt)
-    err.print(f"{handled} messages processed")
+    err.print(f"{plural(handled, 'message')} processed")
 
 
 @bounces_app.command("list")

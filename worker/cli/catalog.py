@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from worker.cli.app import cli_runtime, comparisons_app, err, read_text
+from worker.sending.digest import count as plural
 
 
 @comparisons_app.command("import")
@@ -23,6 +24,9 @@ def comparisons_import(
         report = import_comparisons(rt.engine, text, strict)
     for problem in report.errors:
         err.print(f"skipped {problem}")
-    err.print(f"{report.created} created, {report.updated} updated, {len(report.errors)} invalid")
+    err.print(
+        f"{report.created} created, {report.updated} updated, "
+        f"{plural(len(report.errors), 'invalid record')} skipped"
+    )
     if report.errors and not report.loaded:
         raise typer.Exit(2)

@@ -18,11 +18,12 @@ from worker.bounces.rates import WARNINGS
 from worker.catalog import queries as catalog
 from worker.cli.app import WeekOption, app, cli_runtime, err, out
 from worker.cli.output import edition_table, follow, wait_for
-from worker.errors import NotFound
+from worker.errors import InputError, NotFound
 from worker.models import utcnow
 from worker.runtime import Runtime
 from worker.sending import control
 from worker.sending import queries as sending
+from worker.sending.digest import count as plural
 from worker.subscribers import queries as subscribers
 
 
@@ -106,8 +107,9 @@ def status(
         err.print(f"paused: {view.pause_reason}")
     if view.uncertain:
         err.print(
-            f"{view.uncertain} sends got no reply after the message went out (the server may"
-            " have them): retried through the backoff, so those readers may have two copies"
+            f"{plural(view.uncertain, 'send')} got no reply after the message went out (the"
+            " server may have them): retried through the backoff, so those readers may have"
+            " two copies"
         )
     _bounce_warnings(view)
 
@@ -116,8 +118,8 @@ def _bounce_warnings(view: control.EditionStatusView) -> None:
     rates = view.rates
     err.print(
         f"bounces: {rates.hard} hard ({100 * rates.hard_rate:.2f}%), "
-        f"{rates.soft} soft, {rates.complaints} complaints "
-        f"({100 * rates.complaint_rate:.3f}%), {rates.sender} sender problems"
+        f"{rates.soft} soft, {plural(rates.complaints, 'complaint')} "
+        f"({100 * rates.complaint_rate:.3f}%), {plural(rates.sender, 'sender problem')}"
     )
     for code in rates.warnings:
         err.print(f"[bold red]warning:[/] {WARNINGS[code]}")
@@ -134,8 +136,23 @@ def preview(
     out_file: Annotated[
         Path | None, typer.Option("--out", help="Write the HTML here instead of stdout.")
     ] = None,
+    serve: Annotated[
+        bool,
+        typer.Option(
+            "--serve",
+            help="Serve a page with the digest, an alert, the confirmation and the welcome "
+            "mail at 320 and 600 px, with their text parts; Ctrl-C stops.",
+        ),
+    ] = False,
+    host: Annotated[str, typer.Option(help="With --serve: the address to listen on.")] = (
+        "127.0.0.1"
+    ),
+    port: Annotated[int, typer.Option(help="With --serve: the port (0: any free one).")] = 8025,
 ) -> None:
-    """Render the week's digest as HTML (every comparison, sample reader)."""
+    """Render the week's digest as HTML (every comparison, sample reader), or serve every mail."""
+    if serve:
+        _serve_previews(week, host, port)
+        return
     with cli_runtime() as rt:
         week = control.resolve_week(rt, week)
         with rt.session() as session:
@@ -152,6 +169,27 @@ def preview(
         err.print(f"{subject}\nwrote {out_file} ({len(html.encode()):,} bytes)")
     else:
         sys.stdout.write(html)
+
+
+def _serve_previews(week: str | None, host: str, port: int) -> None:
+    from worker.cli.previews import make_server
+    from worker.sending.previews import preview_mails
+
+    with cli_runtime() as rt:
+        week = control.resolve_week(rt, week)
+        preview_mails(rt, week, utcnow())  # a week with nothing to show fails here, at once
+        try:
+            server = make_server(host, port, lambda: preview_mails(rt, week, utcnow()))
+        except OSError as exc:
+            raise InputError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+        bound_port = server.server_address[1]
+        err.print(f"previews of {week}: http://{host}:{bound_port}/ (Ctrl-C stops)")
+        try:
+            server.serve_forever(poll_interval=0.2)
+        except KeyboardInterrupt:
+            err.print("stopped")
+        finally:
+            server.server_close()
 
 
 @app.command("test-send")
@@ -186,7 +224,7 @@ def resume(week: WeekOption = None) -> None:
         week = control.resolve_week(rt, week)
         requeued = control.resume(rt, week, utcnow(), actors_of(rt))
         view = control.status(rt, week)
-    err.print(f"{week}: {view.status}, {requeued} deliveries re-queued")
+    err.print(f"{week}: {view.status}, {plural(requeued, 'delivery', 'deliveries')} re-queued")
 
 
 @app.command()
@@ -195,7 +233,7 @@ def cancel(week: WeekOption = None) -> None:
     with cli_runtime() as rt:
         week = control.resolve_week(rt, week)
         skipped = control.cancel(rt, week)
-    err.print(f"{week}: cancelled, {skipped} deliveries skipped")
+    err.print(f"{week}: cancelled, {plural(skipped, 'delivery', 'deliveries')} skipped")
 
 
 @app.command()
@@ -204,7 +242,7 @@ def retry(week: WeekOption = None) -> None:
     with cli_runtime() as rt:
         week = control.resolve_week(rt, week)
         count = control.retry_failed(rt, week, utcnow(), actors_of(rt))
-    err.print(f"{week}: {count} failed deliveries queued again")
+    err.print(f"{week}: {plural(count, 'failed delivery', 'failed deliveries')} queued again")
 
 
 editions_app = typer.Typer(help="Every edition and alert.", no_args_is_help=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from typing import Annotated
 from urllib.parse import urlsplit
@@ -16,10 +17,12 @@ from worker.cli.app import app, cli_runtime, err, setup_logging
 from worker.cli.output import wait_for
 from worker.config import Settings, load_settings
 from worker.db import make_engine, migrate
-from worker.models import utcnow
+from worker.models import EditionStatus, utcnow
 from worker.runtime import open_runtime
 from worker.sending import control
 from worker.subscribers import queries as subscribers
+
+DEMO_POSTAL_ADDRESS = "Weekly AI Tool Verdicts (demo), 1 Example Street, 75001 Paris, France"
 
 
 @app.command()
@@ -171,6 +174,10 @@ def demo(
     from worker.demo import dated_samples, demo_subscribers
 
     settings = load_settings()
+    if settings.smtp_url and not settings.postal_address:
+        # Mail to an SMTP server carries a postal address in its footer; the demo's is a sample.
+        os.environ["NEWSLETTER_POSTAL_ADDRESS"] = DEMO_POSTAL_ADDRESS
+        err.print(f"postal address (a sample, for the demo): {DEMO_POSTAL_ADDRESS}")
     engine = make_engine(settings.resolved_database_url)
     migrate(engine)
     engine.dispose()
@@ -189,6 +196,12 @@ def demo(
         started = time.monotonic()
         with supervisor.running_worker(rt, threads=4) as (actors, _worker):
             outcome = control.start_send(rt, week, now, actors_of(rt))
+            if outcome.edition is not None and outcome.edition.status in (
+                EditionStatus.sent.value,
+                EditionStatus.cancelled.value,
+            ):
+                err.print(f"{week}: already {outcome.edition.status}, nothing to do")
+                return
             err.print(outcome.message)
             if outcome.edition is None:
                 return

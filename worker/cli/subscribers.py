@@ -16,6 +16,7 @@ from worker.cli.app import cli_runtime, err, subscribers_app
 from worker.cli.output import progress_bar
 from worker.config import load_settings
 from worker.errors import InputError, NotFound
+from worker.sending.digest import count
 from worker.subscribers import queries as subscribers
 from worker.subscribers.rules import split_categories
 
@@ -102,10 +103,49 @@ def subscribers_import(
         err.print(f"skipped {problem}")
     if len(report.errors) > 50:
         err.print(f"… and {len(report.errors) - 50} more bad rows")
+    if report.unchecked_categories:
+        err.print(
+            "categories not checked (no comparison is loaded yet to know them by): "
+            + "; ".join(sorted(report.unchecked_categories, key=str.casefold))
+        )
     err.print(
         f"{report.created} added, {report.updated} updated, {report.unchanged} unchanged, "
-        f"{len(report.errors)} bad rows skipped"
+        f"{count(len(report.errors), 'bad row')} skipped"
     )
+
+
+@subscribers_app.command("show")
+def subscribers_show(
+    email: Annotated[str, typer.Argument(help="The address.")],
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
+) -> None:
+    """One subscriber: status, choices, consent, and why they left (if they said)."""
+    with cli_runtime() as rt, rt.session() as session:
+        found = subscribers.get_subscriber_by_email(session, email)
+        if found is None:
+            raise NotFound(f"no subscriber {email}")
+        deliveries = len(subscribers.list_deliveries_of(session, found.id or 0))
+    fields = {
+        "email": found.email,
+        "name": found.name,
+        "status": found.status,
+        "categories": "; ".join(split_categories(found.categories)) or "all",
+        "cadence": found.cadence,
+        "created_at": found.created_at.isoformat() if found.created_at else "",
+        "confirmed_at": found.confirmed_at.isoformat() if found.confirmed_at else "",
+        "status_changed_at": (
+            found.status_changed_at.isoformat() if found.status_changed_at else ""
+        ),
+        "consent": " · ".join(p for p in (found.consent_source, found.consent_ip) if p),
+        "deliveries": count(deliveries, "delivery", "deliveries"),
+        "unsubscribe_reason": found.unsubscribe_reason or "",
+    }
+    if as_json:
+        sys.stdout.write(json.dumps(fields, ensure_ascii=False) + "\n")
+        return
+    width = max(len(k) for k in fields)
+    for key, value in fields.items():
+        sys.stdout.write(f"{key.replace('_', ' '):<{width}}  {value or '—'}\n")
 
 
 @subscribers_app.command("export")

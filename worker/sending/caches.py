@@ -26,7 +26,7 @@ class EditionCache:
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
         self._lock = threading.Lock()
-        self._mails: OrderedDict[tuple[str, tuple[int, ...]], PreparedMail] = OrderedDict()
+        self._mails: OrderedDict[tuple[str, tuple[int, ...], bool], PreparedMail] = OrderedDict()
         self._editions: dict[int, tuple[float, sending.EditionInfo]] = {}
         self._planned: dict[int, list[Candidate]] = {}
 
@@ -64,10 +64,15 @@ class EditionCache:
         self._editions.pop(edition_id, None)
 
     def mail_for(
-        self, week: str, comparison_ids: tuple[int, ...], kind: str = "digest"
+        self,
+        week: str,
+        comparison_ids: tuple[int, ...],
+        kind: str = "digest",
+        follows_all: bool = False,
     ) -> PreparedMail:
-        """The compiled mail for this set of comparisons, rendered once per process."""
-        cache_key = (week, comparison_ids)
+        """The compiled mail for this set of comparisons, rendered once per process; an alert
+        is worded for a reader who follows every category when ``follows_all``."""
+        cache_key = (week, comparison_ids, follows_all and kind == "alert")
         with self._lock:
             mail = self._mails.get(cache_key)
             if mail is not None:
@@ -76,7 +81,7 @@ class EditionCache:
         with self.rt.session() as session:
             views = catalog.get_comparison_views(session, comparison_ids)
         if kind == "alert":
-            mail = prepare(self.rt.renderer.render_alert(views[0]))
+            mail = prepare(self.rt.renderer.render_alert(views, key=week, follows_all=follows_all))
         else:
             mail = prepare(self.rt.renderer.render_digest(week, views))
         with self._lock:

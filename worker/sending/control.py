@@ -26,6 +26,7 @@ from worker.runtime import Runtime
 from worker.sending import queries as sending
 from worker.sending.caches import editions_of
 from worker.sending.delivery import check_can_mail_readers
+from worker.sending.digest import count as plural
 from worker.sending.message import Recipient, build_message, test_message_id
 from worker.sending.pipeline import finish_if_done, pause_edition, recover, refill, reset_guard
 from worker.sending.planning import (
@@ -36,6 +37,7 @@ from worker.sending.planning import (
 )
 from worker.sending.render import sample_values
 from worker.sending.states import ACTIONS, allows, from_statuses
+from worker.subscribers import queries as subscribers
 
 log = logging.getLogger(__name__)
 
@@ -207,7 +209,8 @@ def start_send(rt: Runtime, week: str, now: datetime, dispatch: Dispatch) -> Sen
         created,
         started,
         requeued,
-        f"{week}: {verb}" + (f", {requeued} re-queued" if requeued else ""),
+        f"{week}: {verb}"
+        + (f", {plural(requeued, 'delivery', 'deliveries')} re-queued" if requeued else ""),
     )
 
 
@@ -302,10 +305,15 @@ def test_send(rt: Runtime, email: str, week: str, now: datetime) -> str:
     ids = [c.id for c in editions_of(rt).planned(edition.id)]
     mail = editions_of(rt).mail_for(week, tuple(ids), edition.kind)
     values = sample_values(rt.settings.public_url)
+    with rt.session() as session:
+        known = subscribers.get_subscriber_by_email(session, email)
+    # Greet a subscriber by name; the links stay the sample ones, which open a page saying
+    # that this was a test (a test send must unsubscribe nobody).
+    values["name"] = known.name if known else ""
     message_id = test_message_id(rt.settings.mail_domain)
     data = build_message(
         mail,
-        Recipient(email, "", values["unsubscribe_url"], values["preferences_url"]),
+        Recipient(email, values["name"], values["unsubscribe_url"], values["preferences_url"]),
         rt.identity,
         message_id,
         now,

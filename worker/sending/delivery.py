@@ -32,6 +32,7 @@ from worker.sending.retry import backoff_s
 from worker.sending.throttle import Throttle
 from worker.sending.tokens import sign_link, verp_address, verp_token
 from worker.sending.writer import Outcome
+from worker.subscribers.rules import split_categories
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +149,8 @@ def throttle_of(rt: Runtime) -> Throttle:
 def _build(rt: Runtime, claim: Claim, edition: EditionInfo) -> tuple[str, str, bytes]:
     """The envelope sender, Message-ID and bytes of a claimed delivery's message."""
     picks = editions_of(rt).picks_for(claim.edition_id, claim.categories)
-    mail = editions_of(rt).mail_for(edition.week, picks, edition.kind)
+    follows_all = not split_categories(claim.categories)
+    mail = editions_of(rt).mail_for(edition.week, picks, edition.kind, follows_all)
     unsubscribe_url, preferences_url = links_for(rt, claim.token)
     token = verp_token(rt.secret_key, claim.delivery_id)
     message_id = message_id_for(

@@ -37,6 +37,13 @@ def count(n: int, singular: str, plural: str | None = None) -> str:
     return f"{n:,} {singular if n == 1 else (plural or singular + 's')}"
 
 
+def join_words(items: Sequence[str]) -> str:
+    """Items as a sentence lists them: "A", "A and B", "A, B and C"."""
+    if len(items) <= 1:
+        return "".join(items)
+    return ", ".join(items[:-1]) + " and " + items[-1]
+
+
 def split_words(ships: int, reviews: int) -> str:
     """The panel's split in words: "3 of 4 reviewers ship it", "1 of 1 reviewer ships it"."""
     if reviews == 0:

@@ -23,6 +23,7 @@ from worker.sending.delivery import check_can_mail_readers, mark_accepted
 from worker.sending.fanout import row_for
 from worker.sending.guard import WINDOW, Attempts, autopause_reason
 from worker.sending.planning import (
+    alert_batches,
     alert_key,
     category_key,
     pick_for,
@@ -227,23 +228,27 @@ ALERT_WINDOW = timedelta(hours=48)
 
 
 def send_alerts(rt: Runtime, now: datetime, dispatch: Dispatch) -> list[str]:
-    """Start an instant alert for every comparison published lately that had none.
+    """Start the instant alerts that are due: one per batch of comparisons published within
+    NEWSLETTER_ALERT_BATCH_S of each other (``planning.alert_batches``).
 
-    Published in the last 48 hours and not in the future; each comparison is alerted once
-    (its alert edition is unique), whoever calls this and however often.
+    Published in the last 48 hours and not in the future; each comparison is alerted once:
+    an alert is keyed by its first comparison (its edition is unique), whoever calls this and
+    however often.
     """
     check_can_mail_readers(rt.settings)
     with rt.session() as session:
-        ids = sending.list_unalerted(session, now - ALERT_WINDOW, now)
+        unalerted = sending.list_unalerted(session, now - ALERT_WINDOW, now)
     started = []
-    for comparison_id in ids:
+    for batch in alert_batches(unalerted, now, rt.settings.alert_batch_s):
+        # Newest first in the mail, as in a digest; keyed by the one that opened the batch.
+        ids = [c.id for c in sorted(batch, key=lambda c: (c.published_at, c.id), reverse=True)]
+        key = alert_key(batch[0].id)
         with rt.session() as session:
-            [view] = catalog.get_comparison_views(session, [comparison_id])
-        mail = rt.renderer.render_alert(view)
+            views = catalog.get_comparison_views(session, ids)
+        mail = rt.renderer.render_alert(views, key=key, follows_all=True)
         html = mail.html.fill(sample_values(rt.settings.public_url), escape=True)
-        key = alert_key(comparison_id)
         edition, created = sending.create_edition(
-            rt.engine, key, [comparison_id], mail.subject, html, kind=EditionKind.alert
+            rt.engine, key, ids, mail.subject, html, kind=EditionKind.alert
         )
         if not created or edition.id is None:
             continue

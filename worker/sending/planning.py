@@ -90,3 +90,29 @@ def pick_for(categories: frozenset[str], planned: Sequence[Candidate]) -> tuple[
 def alert_key(comparison_id: int) -> str:
     """The unique ``week`` of the instant alert about a comparison."""
     return f"A{comparison_id}"
+
+
+def alert_batches(
+    unalerted: Sequence[Candidate], now: datetime, batch_s: float
+) -> list[list[Candidate]]:
+    """The instant alerts due now, each a batch of comparisons published together.
+
+    A batch opens with the earliest comparison not yet alerted and takes every one published
+    less than ``batch_s`` after it, so all of them were published within ``batch_s`` of each
+    other; it is due once ``batch_s`` has passed since it opened (nothing more can join it).
+    An alert is thus at most ``batch_s`` late. ``batch_s`` 0: one alert per comparison, at once.
+    """
+    ordered = sorted(unalerted, key=lambda c: (c.published_at, c.id))
+    due: list[list[Candidate]] = []
+    i = 0
+    while i < len(ordered):
+        opened = ordered[i].published_at
+        closes = opened + timedelta(seconds=batch_s)
+        batch = [ordered[i]]
+        i += 1
+        while i < len(ordered) and ordered[i].published_at < closes:
+            batch.append(ordered[i])
+            i += 1
+        if closes <= now:
+            due.append(batch)
+    return due

@@ -16,7 +16,7 @@ import functools
 import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -48,7 +48,7 @@ from worker.models import (
     EditionStatus,
     utcnow,
 )
-from worker.sending.planning import alert_key
+from worker.sending.planning import Candidate
 from worker.sending.states import from_statuses
 
 COUNTED = tuple(s.value for s in DeliveryStatus)
@@ -109,23 +109,29 @@ def count_editions(session: Session) -> int:
     return int(session.execute(select(func.count()).select_from(Edition)).scalar_one())
 
 
-def list_unalerted(session: Session, since: datetime, until: datetime) -> list[int]:
-    """Comparisons published in [since, until] that no instant alert has gone out for yet."""
-    ids = list(
-        session.execute(
-            select(Comparison.id)
-            .where(Comparison.published_at >= since, Comparison.published_at <= until)
-            .order_by(Comparison.published_at)
-        ).scalars()
+def list_unalerted(session: Session, since: datetime, until: datetime) -> list[Candidate]:
+    """Comparisons published in [since, until] that no instant alert has carried yet, oldest
+    first."""
+    alerted = (
+        select(EditionComparison.comparison_id)
+        .join(Edition, Edition.id == EditionComparison.edition_id)
+        .where(Edition.kind == EditionKind.alert.value)
     )
-    if not ids:
-        return []
-    alerted = set(
-        session.execute(
-            select(Edition.week).where(Edition.week.in_([alert_key(i) for i in ids]))
-        ).scalars()
-    )
-    return [i for i in ids if alert_key(i) not in alerted]
+    rows = session.execute(
+        select(Comparison.id, Comparison.category, Comparison.published_at)
+        .where(
+            Comparison.published_at >= since,
+            Comparison.published_at <= until,
+            Comparison.id.not_in(alerted),
+        )
+        .order_by(Comparison.published_at, Comparison.id)
+    ).all()
+    return [Candidate(row[0], row[1], _aware(row[2])) for row in rows]
+
+
+def _aware(value: datetime) -> datetime:
+    # SQLite hands times back naive; every time we store is UTC.
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def create_edition(
@@ -699,3 +705,50 @@ def get_delivery_by_message_id(session: Session, message_id: str) -> Delivery | 
 def stuck_before(now: datetime, stuck_after_s: float) -> datetime:
     """The claim time before which a ``sending`` delivery is taken to be abandoned."""
     return now - timedelta(seconds=stuck_after_s)
+
+
+# --- the public archive (web versions) ----------------------------------------------------------
+
+
+def _public() -> Any:
+    """Editions readers were mailed: started, whatever became of them since."""
+    return (Edition.started_at.is_not(None), Edition.status != EditionStatus.draft.value)
+
+
+def list_public_editions(session: Session, limit: int, offset: int = 0) -> list[Edition]:
+    """Digests and alerts that went out, newest first (by when sending started)."""
+    return list(
+        session.execute(
+            select(Edition)
+            .where(*_public())
+            .order_by(Edition.started_at.desc(), Edition.id.desc())
+            .limit(limit)
+            .offset(offset)
+        ).scalars()
+    )
+
+
+def count_public_editions(session: Session) -> int:
+    """How many editions the archive lists."""
+    return int(
+        session.execute(select(func.count()).select_from(Edition).where(*_public())).scalar_one()
+    )
+
+
+def get_public_edition(session: Session, key: str) -> Edition | None:
+    """The edition keyed ``key`` (a week or an alert key) if it went out."""
+    return session.execute(
+        select(Edition).where(Edition.week == key, *_public())
+    ).scalar_one_or_none()
+
+
+def count_edition_comparisons(session: Session, edition_ids: Sequence[int]) -> dict[int, int]:
+    """How many comparisons each edition carries."""
+    if not edition_ids:
+        return {}
+    rows = session.execute(
+        select(EditionComparison.edition_id, func.count())
+        .where(EditionComparison.edition_id.in_(list(edition_ids)))
+        .group_by(EditionComparison.edition_id)
+    ).all()
+    return {row[0]: int(row[1]) for row in rows}

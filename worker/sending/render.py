@@ -178,26 +178,35 @@ class Renderer:
             subject=subject, html=_split(compiled, marker), text=_split(text, marker)
         )
 
-    def _context(self, heading: str, web_url: str) -> dict[str, Any]:
+    def _context(self, heading: str, web_url: str, web: bool = False) -> dict[str, Any]:
         return {
             "heading": heading,
             "web_url": web_url,
             "postal_address": self.postal_address,
+            "web": web,
+            "archive_url": f"{self.public_url}/editions",
+            "subscribe_url": f"{self.public_url}/subscribe",
         }
 
     def render_digest(
-        self, week: str, comparisons: Sequence[ComparisonView], intro: str | None = None
+        self,
+        week: str,
+        comparisons: Sequence[ComparisonView],
+        intro: str | None = None,
+        *,
+        web: bool = False,
     ) -> RenderedMail:
         """The weekly digest of ``comparisons`` for ISO week ``week``.
 
         ``intro`` is the editor's line for this edition; None takes the renderer's default and
-        an empty string shows none.
+        an empty string shows none. ``web``: the web version, with no greeting and no personal
+        link (no slot to fill).
         """
         count = len(comparisons)
         names = ", ".join(c.title for c in comparisons[:2])
         every = digest.sections(comparisons)
         context = {
-            **self._context(digest.week_label(week), f"{self.public_url}/editions/{week}"),
+            **self._context(digest.week_label(week), f"{self.public_url}/editions/{week}", web),
             "title": f"Weekly AI Tool Verdicts — {week}",
             "preheader": f"{digest.count(count, 'side-by-side verdict')} this week: {names}",
             "intro": self.intro if intro is None else intro,
@@ -219,29 +228,72 @@ class Renderer:
                 return mail
         return mail
 
-    def render_alert(self, comparison: ComparisonView) -> RenderedMail:
-        """The instant alert about one newly published comparison."""
-        key = alert_key(comparison.id)
+    def render_alert(
+        self,
+        comparisons: ComparisonView | Sequence[ComparisonView],
+        *,
+        key: str | None = None,
+        follows_all: bool = False,
+        web: bool = False,
+    ) -> RenderedMail:
+        """The instant alert about one comparison or a batch published together.
+
+        ``key`` is the alert's edition key (default: that of the first comparison), which
+        names its web version; ``follows_all`` words it for a reader who follows every
+        category; ``web`` renders the web version (no greeting, no personal link).
+        """
+        views = [comparisons] if isinstance(comparisons, ComparisonView) else list(comparisons)
+        key = key or alert_key(views[0].id)
+        count = len(views)
+        categories = sorted({v.category for v in views}, key=str.casefold)
+        if web:
+            intro = (
+                f"{digest.count(count, 'new side-by-side comparison')}, as readers of "
+                "instant alerts got " + ("it." if count == 1 else "them, published together.")
+            )
+        elif follows_all:
+            intro = (
+                f"Just published: {digest.count(count, 'new side-by-side comparison')}. "
+                "You follow every category, so every new verdict comes to you as it is out."
+            )
+        else:
+            intro = (
+                f"Just published in {digest.join_words(categories)}, "
+                f"{'a category' if len(categories) == 1 else 'categories'} you follow: "
+                f"{digest.count(count, 'new side-by-side comparison')}."
+            )
+        heading = (
+            f"New verdict · {views[0].category}"
+            if count == 1
+            else f"{digest.count(count, 'new verdict')} · {digest.join_words(categories)}"
+        )
         context = {
-            **self._context(
-                f"New verdict · {comparison.category}", f"{self.public_url}/editions/{key}"
+            **self._context(heading, f"{self.public_url}/editions/{key}", web),
+            "title": alert_subject(views),
+            "preheader": (
+                f"{views[0].tool_a.name} vs {views[0].tool_b.name}: the panel's verdict, "
+                "pricing and the community vote"
+                if count == 1
+                else ", ".join(v.title for v in views[:3])
             ),
-            "title": f"New verdict: {comparison.title}",
-            "preheader": f"{comparison.tool_a.name} vs {comparison.tool_b.name}: the panel's "
-            "verdict, pricing and the community vote",
-            "intro": "A new side-by-side comparison in a category you follow was just published.",
+            "intro": intro,
+            "issue_count": digest.count(count, "comparison"),
             "footer_reason": "You get this because you asked for instant alerts from "
-            "Weekly AI Tool Verdicts.",
-            "sections": digest.sections([comparison]),
+            "Weekly AI Tool Verdicts"
+            + (", on every category." if follows_all else ", on the categories you chose."),
+            "sections": digest.sections(views),
             "compact": False,
             "more": [],
         }
-        return self.render("digest", alert_subject(comparison), context)
+        return self.render("digest", alert_subject(views), context)
 
 
-def alert_subject(comparison: ComparisonView) -> str:
-    """The subject line of an instant alert."""
-    return f"New verdict: {comparison.title}"
+def alert_subject(comparisons: ComparisonView | Sequence[ComparisonView]) -> str:
+    """The subject line of an instant alert: its lead comparison and how many more came."""
+    views = [comparisons] if isinstance(comparisons, ComparisonView) else list(comparisons)
+    if len(views) == 1:
+        return f"New verdict: {views[0].title}"
+    return f"{len(views)} new verdicts: {views[0].title} (+{len(views) - 1} more)"
 
 
 def encoded_html_bytes(mail: RenderedMail) -> int:

@@ -1,6 +1,7 @@
 """Transactional mail: the answer to something a reader just did (confirm your address, you
-are already subscribed). Load, render, build, send, like a delivery, but on a queue of its own
-so that it never waits behind an edition, and without List-Unsubscribe: it is not a list mail.
+are already subscribed, welcome once confirmed). Load, render, build, send, like a delivery,
+but on a queue of its own so that it never waits behind an edition, and without
+List-Unsubscribe: it is not a list mail.
 """
 
 from __future__ import annotations
@@ -17,14 +18,17 @@ from email.utils import format_datetime
 from worker.bounces.policy import refusal_facts
 from worker.bounces.record import policy_of, record_bounce
 from worker.errors import InputError, PermanentFailure, RecipientRefused
-from worker.models import Subscriber, SubscriberStatus, utcnow
+from worker.models import Cadence, Subscriber, SubscriberStatus, utcnow
 from worker.runtime import Runtime
 from worker.sending.delivery import links_for
+from worker.sending.digest import join_words
 from worker.sending.message import Identity
 from worker.sending.render import RenderedMail
 from worker.sending.tokens import CONFIRM_MAX_AGE_S, sign_link
+from worker.sending.weekly import schedule_words
 from worker.subscribers import queries as subscribers
 from worker.subscribers import service as readers
+from worker.subscribers.rules import split_categories
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +53,11 @@ KINDS = {
     readers.MAIL_ALREADY: Kind(
         "confirm",
         "You are already subscribed to Weekly AI Tool Verdicts",
+        SubscriberStatus.active.value,
+    ),
+    readers.MAIL_WELCOME: Kind(
+        "welcome",
+        "Welcome to Weekly AI Tool Verdicts",
         SubscriberStatus.active.value,
     ),
 }
@@ -77,6 +86,8 @@ def render(rt: Runtime, kind: str, subscriber: Subscriber) -> tuple[RenderedMail
         "confirm_days": CONFIRM_DAYS,
         "email": subscriber.email,
     }
+    if kind == readers.MAIL_WELCOME:
+        context.update(welcome_context(rt, subscriber))
     values = {
         "name": subscriber.name,
         "greeting_name": subscriber.name or "there",
@@ -84,6 +95,24 @@ def render(rt: Runtime, kind: str, subscriber: Subscriber) -> tuple[RenderedMail
         "preferences_url": preferences_url,
     }
     return rt.renderer.render(spec.template, spec.subject, context), values
+
+
+def welcome_context(rt: Runtime, subscriber: Subscriber) -> dict[str, object]:
+    """What the welcome mail says: what comes, when (the weekly schedule), where to change it."""
+    settings = rt.settings
+    instant = subscriber.cadence == Cadence.instant.value
+    return {
+        "preheader": (
+            "Instant alerts as comparisons are published; change it any time."
+            if instant
+            else "What comes, when, and how to change it."
+        ),
+        "instant": instant,
+        "categories": join_words(split_categories(subscriber.categories)),
+        "schedule": schedule_words(settings.weekly_cron, settings.tz, utcnow()),
+        "archive_url": f"{settings.public_url}/editions",
+        "postal_address": settings.postal_address or "",
+    }
 
 
 def build(

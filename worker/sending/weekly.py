@@ -159,3 +159,18 @@ def _duration(seconds: float) -> str:
     if hours:
         return f"{hours} h {minutes:02d} min"
     return f"{minutes} min"
+
+
+def schedule_words(crontab: str, tz: ZoneInfo, now: datetime) -> str:
+    """When the digest goes out, as a reader reads it: "every Friday at 15:00 (UTC)", or the
+    next send for a crontab that is not once a week at one time."""
+    trigger = CronTrigger.from_crontab(crontab, timezone=tz)
+    first = trigger.get_next_fire_time(None, now.astimezone(tz))
+    if first is None:
+        return "on the editors' schedule"
+    second = trigger.get_next_fire_time(first, first + timedelta(seconds=1))
+    first = first.astimezone(tz)
+    at = f"{first:%H:%M} ({tz.key})"
+    if second is not None and second.astimezone(tz) - first == timedelta(days=7):
+        return f"every {first:%A} at {at}"
+    return f"on a schedule of its own; the next one on {first:%A %d %B} at {at}"

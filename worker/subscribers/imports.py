@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
+from worker.catalog import queries as catalog
 from worker.errors import InputError
 from worker.report import ImportReport
 from worker.subscribers import queries as subscribers
@@ -26,15 +27,24 @@ def import_subscribers(
     check_deliverability: bool = False,
     on_row: Callable[[int], None] | None = None,
 ) -> ImportReport:
-    """Load a subscriber CSV in batches, merging duplicates case-insensitively."""
+    """Load a subscriber CSV in batches, merging duplicates case-insensitively.
+
+    A row naming a category no comparison is in is reported and skipped; with no comparison
+    loaded yet, categories cannot be checked and the report says so (``unchecked``).
+    """
     report = ImportReport()
-    rows = read_csv(lines, check_deliverability)
+    with Session(engine) as session:
+        catalog_categories = catalog.list_categories(session)
+    rows = read_csv(lines, check_deliverability, catalog_categories or None)
+    unchecked = report.unchecked_categories if not catalog_categories else None
     if strict:
         # All or nothing: validate everything first, then load in one transaction.
         good: list[SubscriberInput] = []
         for line, item in rows:
             if isinstance(item, InputError):
                 raise InputError(f"line {line}: {item}; nothing loaded (--strict)")
+            if unchecked is not None:
+                unchecked.update(item.categories)
             good.append(item)
         with Session(engine) as session, session.begin():
             for start in range(0, len(good), BATCH):
@@ -52,6 +62,8 @@ def import_subscribers(
         if isinstance(item, InputError):
             report.errors.append(f"line {line}: {item}")
             continue
+        if unchecked is not None:
+            unchecked.update(item.categories)
         batch.append(item)
         if len(batch) >= BATCH:
             _flush(engine, batch, confirmed, source, report)

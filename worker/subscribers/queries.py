@@ -383,6 +383,19 @@ def mark_subscriber_preferences(
     )
 
 
+def mark_unsubscribe_reason(session: Session, subscriber_id: int, reason: str) -> bool:
+    """Store why an unsubscribed reader left; True if stored (only while unsubscribed)."""
+    result = session.execute(
+        update(Subscriber)
+        .where(
+            Subscriber.id == subscriber_id,
+            Subscriber.status == SubscriberStatus.unsubscribed.value,
+        )
+        .values(unsubscribe_reason=reason)
+    )
+    return bool(result.rowcount)
+
+
 def list_deliveries_of(session: Session, subscriber_id: int) -> list[tuple[Delivery, str]]:
     """A subscriber's deliveries with the week of their edition, oldest first."""
     rows = session.execute(

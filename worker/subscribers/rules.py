@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import csv
 import unicodedata
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -106,10 +106,35 @@ def clean_timestamp(field: str, raw: str | None) -> datetime | None:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
+def known_categories(
+    categories: tuple[str, ...], known: Mapping[str, str] | None
+) -> tuple[str, ...]:
+    """``categories`` in their catalog spelling; InputError naming those the catalog lacks.
+
+    ``known`` maps each catalog category, case-folded, to its spelling; None checks nothing.
+    """
+    if known is None:
+        return categories
+    unknown = [c for c in categories if c.casefold() not in known]
+    if unknown:
+        noun = "category" if len(unknown) == 1 else "categories"
+        listed = ", ".join(repr(c) for c in unknown)
+        raise InputError(
+            f"categories: unknown {noun} {listed} (known: {'; '.join(sorted(known.values()))})"
+        )
+    return tuple(known[c.casefold()] for c in categories)
+
+
 def read_csv(
-    lines: Iterable[str], check_deliverability: bool = False
+    lines: Iterable[str],
+    check_deliverability: bool = False,
+    categories: Iterable[str] | None = None,
 ) -> Iterator[tuple[int, SubscriberInput | InputError]]:
-    """Yield (line number, subscriber or error) for each data row of a subscriber CSV."""
+    """Yield (line number, subscriber or error) for each data row of a subscriber CSV.
+
+    ``categories``: the catalog's; a row naming another is an error (None: not checked).
+    """
+    known = None if categories is None else {c.casefold(): c for c in categories}
     reader = csv.DictReader(lines)
     fields = [f.strip().lower() for f in (reader.fieldnames or [])]
     if "email" not in fields:
@@ -135,7 +160,9 @@ def read_csv(
                 SubscriberInput(
                     email=clean_email(row.get("email") or "", check_deliverability),
                     name=clean_name(row.get("name")),
-                    categories=clean_categories(split_categories(row.get("categories") or "")),
+                    categories=known_categories(
+                        clean_categories(split_categories(row.get("categories") or "")), known
+                    ),
                     cadence=clean_cadence(row.get("cadence")),
                     status=status,
                     created_at=clean_timestamp("created_at", row.get("created_at")),

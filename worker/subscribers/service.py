@@ -48,6 +48,7 @@ CONSENT_USER_AGENT_MAX = 500
 
 MAIL_CONFIRM = "confirm"
 MAIL_ALREADY = "already_subscribed"
+MAIL_WELCOME = "welcome"
 
 
 # --- input ----------------------------------------------------------------------------------
@@ -230,6 +231,52 @@ def confirm(rt: Runtime, subscriber: Subscriber, now: datetime | None = None) ->
     if current is None:
         return "gone"
     return "already" if current.status == SubscriberStatus.active.value else current.status
+
+
+def resubscribe(rt: Runtime, subscriber: Subscriber, consent: Consent) -> SubscribeOutcome:
+    """An unsubscribed reader asks to come back from the unsubscribed page: their last choices,
+    and a new confirmation mail, exactly as the form would (the status table decides)."""
+    choices = Choices(
+        name=subscriber.name,
+        categories=tuple(split_categories(subscriber.categories)),
+        cadence=subscriber.cadence,
+    )
+    return subscribe(rt, SubscribeRequest(email=subscriber.email, choices=choices), consent)
+
+
+UNSUBSCRIBE_REASONS = (
+    "Too many mails",
+    "Not what I expected",
+    "Not relevant to me any more",
+    "I never signed up",
+    "Another reason",
+)
+"""What the unsubscribed page offers; the reader may add a few words of their own."""
+UNSUBSCRIBE_REASON_MAX = 500
+
+
+def read_unsubscribe_reason(reason: str | None, detail: str | None) -> str:
+    """The reason as stored: one of UNSUBSCRIBE_REASONS, then the reader's words, if any."""
+    picked = (reason or "").strip()
+    if picked and picked not in UNSUBSCRIBE_REASONS:
+        raise InputError("Choose one of the reasons listed")
+    words = " ".join(
+        "".join(
+            " " if unicodedata.category(ch) in ("Cc", "Cf") else ch for ch in detail or ""
+        ).split()
+    )
+    text = ": ".join(part for part in (picked, words) if part)
+    if not text:
+        raise InputError("Choose a reason or write a few words")
+    if len(text) > UNSUBSCRIBE_REASON_MAX:
+        raise InputError(f"Please keep it under {UNSUBSCRIBE_REASON_MAX} characters")
+    return text
+
+
+def save_unsubscribe_reason(rt: Runtime, subscriber_id: int, reason: str) -> None:
+    """Keep why an unsubscribed reader left (operators see it)."""
+    with rt.session() as session, session.begin():
+        subscribers.mark_unsubscribe_reason(session, subscriber_id, reason)
 
 
 def save_preferences(rt: Runtime, subscriber_id: int, choices: Choices) -> None:

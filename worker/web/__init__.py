@@ -15,7 +15,7 @@ from worker.runtime import Runtime, open_runtime
 
 def create_app(settings: Settings, rt: Runtime | None = None) -> FastAPI:
     """The ASGI app; ``rt`` may be given (tests), else it is opened at startup."""
-    from worker.web import console, operator, problems, readers, webhooks
+    from worker.web import archive, console, operator, problems, reader_errors, readers, webhooks
     from worker.web.deps import metrics_reader
     from worker.web.metrics import render_metrics
 
@@ -32,6 +32,7 @@ def create_app(settings: Settings, rt: Runtime | None = None) -> FastAPI:
     app.include_router(operator.router)
     app.include_router(webhooks.router)
     app.include_router(console.router)
+    app.include_router(archive.router)
 
     @app.get("/healthz", tags=["health"])
     def healthz(request: Request) -> JSONResponse:
@@ -77,6 +78,8 @@ def create_app(settings: Settings, rt: Runtime | None = None) -> FastAPI:
     async def other(_request: Request, exc: NewsletterError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=503)
 
-    # Last: it wraps the handlers above, answering problem details under /api only.
+    # Problem details under /api, then HTML pages for reader paths; each hands any other path
+    # to the handler that was in place before it.
     problems.install(app)
+    reader_errors.install(app)
     return app
