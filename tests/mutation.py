@@ -157,7 +157,7 @@ def main() -> int:
         score = run_module(module, options.sample, options.survivors)
         scores.append(score)
         print(f"{module}: {score.killed}/{score.mutants} killed", file=sys.stderr, flush=True)
-    print(f"\n| module | mutants | killed | survived | % |\n|---|---:|---:|---:|---:|")
+    print("\n| module | mutants | killed | survived | % |\n|---|---:|---:|---:|---:|")
     for s in scores:
         note = f" (sample of {s.sampled})" if s.sampled else ""
         extra = "".join(f", {n} {k}" for k, n in sorted(s.other.items()))
