@@ -91,6 +91,10 @@ def test_only_hard_bounces_and_complaints_suppress() -> None:
         (550, "5.1.1 <x@example.com>: Recipient address rejected", "hard", "userunknown"),
         (550, "Requested action not taken", "hard", "userunknown"),  # no reason: a hard refusal
         (None, "refused", "hard", "userunknown"),
+        (550, "", "hard", "userunknown"),  # nothing said: an undefined 5xx refusal is hard
+        (500, "", "hard", "userunknown"),
+        (499, "", "soft", "undefined"),
+        (452, "Requested action not taken", "soft", "mailboxfull"),  # the code says why
         (552, "5.2.2 Mailbox full", "soft", "mailboxfull"),
         (554, "5.7.1 Service unavailable; client host blocked using Spamhaus", "sender", None),
     ],

@@ -153,9 +153,13 @@ def test_a_timestamp_is_iso_and_naive_means_utc(raw: str | None, when: datetime 
         assert parsed is not None and parsed.utcoffset() == when.utcoffset()
 
 
-def test_a_bad_timestamp_names_its_field() -> None:
-    with pytest.raises(InputError, match="created_at: not an ISO 8601 time: 'yesterday'"):
+def test_a_bad_timestamp_names_its_field_and_shows_at_most_40_characters() -> None:
+    with pytest.raises(InputError) as info:
         clean_timestamp("created_at", "yesterday")
+    assert str(info.value) == "created_at: not an ISO 8601 time: 'yesterday'"
+    with pytest.raises(InputError) as long:
+        clean_timestamp("confirmed_at", "y" * 50)
+    assert str(long.value) == f"confirmed_at: not an ISO 8601 time: {'y' * 40!r}"
 
 
 def test_categories_split_and_join_on_semicolons() -> None:
@@ -191,7 +195,8 @@ def test_an_export_row_comes_back_whole() -> None:
     header = ",".join(EXPORT_COLUMNS)
     assert header == "email,name,status,categories,cadence,created_at,confirmed_at"
     [(line, row)] = _read(
-        f"{header}\nada@example.com,Ada,Active,Writing,instant,2026-01-02T03:04:05,\n"
+        f"{header}\n"
+        "ada@example.com,Ada,Active,Writing,instant,2026-01-02T03:04:05,2026-01-03T00:00:00\n"
     )
     assert line == 2
     assert row == SubscriberInput(
@@ -201,7 +206,7 @@ def test_an_export_row_comes_back_whole() -> None:
         "instant",
         "active",
         datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
-        None,
+        datetime(2026, 1, 3, tzinfo=UTC),
     )
 
 
@@ -209,22 +214,38 @@ def test_an_export_row_comes_back_whole() -> None:
     ("row", "message"),
     [
         ("ada@example.com,Ada,,lost", "status: unknown status 'lost'"),
-        ("ada@example.com,Ada,,,,,extra", "more fields than the header has"),
+        ("ada@example.com,Ada,,,,,,extra", "more fields than the header has"),
         ("ada@example.com,Ada,,active,daily", "cadence: "),
-        ("ada@example.com,Ada,,active,weekly,then", "created_at: "),
+        ("ada@example.com,Ada,,active,weekly,then,", "created_at: not an ISO 8601 time: 'then'"),
+        ("ada@example.com,Ada,,active,weekly,,soon", "confirmed_at: not an ISO 8601 time: 'soon'"),
+        (",Ada,,,,,", "email: an address is required"),
     ],
 )
 def test_a_bad_row_is_an_error_for_that_line(row: str, message: str) -> None:
-    [(line, error)] = _read(f"email,name,categories,status,cadence,created_at\n{row}\n")
+    header = "email,name,categories,status,cadence,created_at,confirmed_at"
+    [(line, error)] = _read(f"{header}\n{row}\n")
     assert line == 2
     assert isinstance(error, InputError) and str(error).startswith(message), error
 
 
 def test_a_csv_without_an_email_column_is_refused() -> None:
-    with pytest.raises(InputError, match="line 1: the header must have an 'email' column"):
+    with pytest.raises(InputError) as info:
         _read("name,categories\nAda,\n")
+    assert str(info.value) == (
+        "line 1: the header must have an 'email' column (email,name,categories)"
+    )
     with pytest.raises(InputError, match="line 1"):
         _read("")
+
+
+def test_a_csv_the_parser_cannot_read_stops_there_with_its_reason() -> None:
+    rows = _read(
+        "email,name\nada@example.com,Ada\nbob@example.com," + "x" * 200_000 + "\nz@x.org,\n"
+    )
+    assert rows[0] == (2, SubscriberInput("ada@example.com", "Ada"))
+    [(line, error)] = rows[1:]  # nothing read after it
+    assert line == 3
+    assert str(error).startswith("unreadable CSV: field larger than field limit")
 
 
 def test_an_unreadable_csv_stops_at_the_bad_line() -> None:

@@ -59,10 +59,15 @@ def test_a_forged_or_malformed_verp_token_is_refused(token: str) -> None:
 
 
 def test_a_verp_token_under_another_key_is_refused_and_says_why() -> None:
-    with pytest.raises(InvalidToken, match="signature does not match"):
+    with pytest.raises(InvalidToken) as forged:
         read_verp_token(KEY, verp_token("other-key", 42))
-    with pytest.raises(InvalidToken, match="not a delivery token: 'nonsense'"):
+    assert str(forged.value) == "the delivery token's signature does not match"
+    with pytest.raises(InvalidToken) as malformed:
         read_verp_token(KEY, "nonsense")
+    assert str(malformed.value) == "not a delivery token: 'nonsense'"
+    with pytest.raises(InvalidToken) as long:
+        read_verp_token(KEY, "x" * 50)
+    assert str(long.value) == f"not a delivery token: {'x' * 40!r}"  # quoted, cut at 40
 
 
 def test_the_longest_delivery_id_round_trips() -> None:
@@ -81,6 +86,9 @@ def test_the_longest_delivery_id_round_trips() -> None:
         ("other+d1.abc@news.example.com", None),
         ("xbounces+d1.abc@news.example.com", None),
         ("bounces+a+b@news.example.com", "a+b"),
+        ('"bounces+a@b"@news.example.com', None),  # a quoted local part is not ours
+        ("bounces+a@b@news.example.com", "a@b"),  # the domain is after the last @
+        ("Xbounces+d1.abc@news.example.com", None),
     ],
 )
 def test_the_token_comes_from_our_bounce_address_only(address: str, token: str | None) -> None:
@@ -114,8 +122,9 @@ def test_a_plain_link_is_the_token_and_a_16_byte_mac(purpose: str) -> None:
     ids=["one-char", "no-token", "no-mac", "empty"],
 )
 def test_a_tampered_link_is_refused(purpose: str, forge) -> None:  # type: ignore[no-untyped-def]
-    with pytest.raises(InvalidToken, match="not valid"):
+    with pytest.raises(InvalidToken) as info:
         read_link(KEY, purpose, forge(sign_link(KEY, purpose, "tok")))
+    assert str(info.value) == "this link is not valid"
 
 
 @pytest.mark.parametrize("purpose", ["unsubscribe", "preferences", "confirm"])
@@ -139,12 +148,14 @@ def test_a_confirmation_link_expires_after_seven_days() -> None:
     assert CONFIRM_MAX_AGE_S == 7 * 24 * 3600
     assert read_link(KEY, "confirm", sign_link(KEY, "confirm", "tok")) == "tok"
     assert read_link(KEY, "confirm", _confirm_token_signed_ago(CONFIRM_MAX_AGE_S - 60)) == "tok"
-    with pytest.raises(InvalidToken, match="expired"):
+    with pytest.raises(InvalidToken) as info:
         read_link(KEY, "confirm", _confirm_token_signed_ago(CONFIRM_MAX_AGE_S + 60))
+    assert str(info.value) == "this link has expired"
     with pytest.raises(InvalidToken, match="expired"):
         read_link(KEY, "confirm", _confirm_token_signed_ago(120), max_age_s=60)
 
 
 def test_a_confirmation_link_carrying_anything_but_a_token_is_refused() -> None:
-    with pytest.raises(InvalidToken, match="not valid"):
+    with pytest.raises(InvalidToken) as info:
         read_link(KEY, "confirm", _confirm_token_signed_ago(0, value=["tok"]))
+    assert str(info.value) == "this link is not valid"
