@@ -146,3 +146,20 @@ def test_a_request_limit_on_an_injected_clock(redis_client: redis.Redis) -> None
     assert take() == 20.0
     clock.advance(60)  # idle for a whole period: the burst is back, no more
     assert [take(), take(), take(), take()] == [None, None, None, 20.0]
+
+
+def test_each_domain_has_a_schedule_of_its_own_under_the_default_namespace(
+    redis_client: redis.Redis,
+) -> None:
+    clock, sleeps = Clock(), Sleeps()
+    rates = {"one.example": 0.5, "two.example": 0.5}
+    throttle = Throttle(redis_client, 0, rates, sleep=sleeps, clock=clock)
+    assert throttle.wait("a@one.example") == 0.0
+    assert throttle.wait("b@two.example") == 0.0  # not behind one.example's slot
+    assert throttle.wait("c@one.example") == 2.0  # exactly: one message every two seconds
+    # The domain is after the last @, even when a quoted local part holds one.
+    assert throttle.wait('"d@two.example"@one.example') == 4.0
+    assert sorted(k.decode() for k in redis_client.keys("newsletter:throttle:*")) == [
+        "newsletter:throttle:domain:one.example",
+        "newsletter:throttle:domain:two.example",
+    ]
