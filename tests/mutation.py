@@ -130,10 +130,11 @@ def run_module(module: str, sample: int | None, show: bool) -> Score:
     if names:
         statuses = {n: statuses[n] for n in names}
     killed = sum(1 for s in statuses.values() if s in ("killed", "timeout"))
-    survived = sorted(n for n, s in statuses.items() if s == "survived")
+    # A mutant no test reaches survives as surely as one the tests miss.
+    survived = sorted(n for n, s in statuses.items() if s in ("survived", "no tests"))
     other: dict[str, int] = {}
     for s in statuses.values():
-        if s not in ("killed", "timeout", "survived"):
+        if s not in ("killed", "timeout", "survived", "no tests"):
             other[s] = other.get(s, 0) + 1
     if show:
         for name in survived:
