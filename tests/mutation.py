@@ -42,7 +42,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     "bounces/reasons": ("tests/test_bounces_classify.py",),
     "bounces/dsn": ("tests/test_bounces_dsn.py",),
     "bounces/policy": ("tests/test_bounce_policy.py",),
-    "bounces/sns": ("tests/test_bounces_webhooks.py",),
+    "bounces/sns": ("tests/test_sns.py", "tests/test_bounces_webhooks.py"),
     "bounces/ses": ("tests/test_bounces_webhooks.py",),
     "bounces/sendgrid": ("tests/test_bounces_webhooks.py",),
     "sending/weekly": ("tests/test_weekly.py",),
