@@ -85,6 +85,7 @@ def _workdir(module: str, tests: tuple[str, ...]) -> Path:
     config += (
         "\n[tool.mutmut]\n"
         'source_paths = ["worker"]\n'
+        'also_copy = ["templates", "samples", "scheduler.py"]\n'
         f'only_mutate = ["worker/{module}.py"]\n'
         f"pytest_add_cli_args_test_selection = [{args}]\n"
         'pytest_add_cli_args = ["-m", "not slow", "-p", "no:cacheprovider"]\n'
@@ -133,6 +134,8 @@ def run_module(module: str, sample: int | None, show: bool) -> Score:
     statuses = _statuses(work)
     if names:
         statuses = {n: statuses[n] for n in names}
+    if statuses and all(s == "not checked" for s in statuses.values()):
+        raise RuntimeError(f"{module}: mutmut checked no mutant (see {work}: mutmut run)")
     killed = sum(1 for s in statuses.values() if s in ("killed", "timeout"))
     # A mutant no test reaches survives as surely as one the tests miss.
     survived = sorted(n for n, s in statuses.items() if s in ("survived", "no tests"))
