@@ -40,5 +40,10 @@ bench: $(STAMP)
 bounce-report: $(STAMP)
 	$(BIN)/python -m tests.bounce_report
 
+## mutation testing of the rule and protocol modules, one module at a time against its own unit
+## tests; prints the score table (docs/mutation.md). Slow: not part of CI.
+mutation: $(STAMP)
+	nice -n 10 $(BIN)/python -m tests.mutation $(MUTATION_ARGS)
+
 clean:
-	rm -rf $(VENV) data .pytest_cache
+	rm -rf $(VENV) data .pytest_cache build/mutation

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from worker.bounces import KINDS
-from worker.bounces.classify import classify
+from worker.bounces.classify import classify, find_reply_code, find_status_code, refine
 from worker.bounces.reasons import REASON_KINDS, REASONS, kind_of
 
 # (status, smtp_code, diagnostic) → (kind, reason). Replies are quoted as the servers send them.
@@ -222,3 +222,74 @@ def test_every_reason_in_the_table_is_one_of_sisimai() -> None:
         "mailererror feedback vacation delivered badreputation failedstarttls".split()
     )
     assert set(REASONS) == sisimai
+
+
+@pytest.mark.parametrize(
+    ("status", "diagnostic", "delayed", "kind", "reason"),
+    [
+        # No code given: the reply's own code counts, class and all.
+        (None, "421 closing connection", False, "sender", "toomanyconn"),
+        (None, "450 user unknown", False, "soft", "userunknown"),  # a 4xx is worth a retry
+        (None, "556 domain does not accept mail", False, "hard", "notaccept"),
+        # A delay notice: its words count; a dead-address reason is never hard while waiting.
+        (None, "user unknown", True, "soft", "userunknown"),
+        (None, "client host blocked using Spamhaus", True, "sender", "blocked"),
+        # Refused after the message was sent: content filtering, not a dead address.
+        ("5.1.1", "550 5.1.1 user unknown (in reply to end of DATA command)", False, "soft",
+         "filtered"),
+        ("5.2.2", "550 5.2.2 mailbox full after end of DATA", False, "soft", "mailboxfull"),
+    ],
+)  # fmt: skip
+def test_codes_words_and_delays_together(
+    status: str | None, diagnostic: str, delayed: bool, kind: str, reason: str
+) -> None:
+    found = classify(status, diagnostic, delayed=delayed)
+    assert (found.kind, found.reason) == (kind, reason)
+
+
+@pytest.mark.parametrize(
+    ("text", "status", "reply"),
+    [
+        ("smtp; 550 5.1.1 <x@example.com>: user unknown", "5.1.1", 550),
+        ("421 4.7.0 try again later", "4.7.0", 421),
+        ("no code here", None, None),
+        ("", None, None),
+        ("host 10.1.1.5 said: hello", None, None),  # an address is no status code
+        ("x" * 20_000 + " 550 5.1.1 late", None, None),  # past what is read
+    ],
+)
+def test_status_and_reply_codes_are_found_in_text(
+    text: str, status: str | None, reply: int | None
+) -> None:
+    assert find_status_code(text) == status
+    assert find_reply_code(text) == reply
+
+
+def test_no_text_has_no_status_code() -> None:
+    assert find_status_code(None) is None
+
+
+@pytest.mark.parametrize(
+    ("given", "status", "diagnostic", "refined"),
+    [
+        (("hard", "userunknown"), None, "", ("hard", "userunknown")),  # nothing to read
+        (("soft", "onhold"), None, "blah", ("soft", "onhold")),  # the text names nothing
+        (("soft", "onhold"), None, "550 5.1.1 user unknown", ("hard", "userunknown")),
+        (("soft", "undefined"), None, "smtp; 552 sorry", ("soft", "mailboxfull")),  # its code
+        (("soft", "undefined"), "5.2.2", "x", ("soft", "mailboxfull")),
+        # A precise reason keeps its kind, unless the text blames us.
+        (("hard", "userunknown"), None, "mailbox full", ("hard", "userunknown")),
+        (
+            ("hard", "userunknown"),
+            None,
+            "client host blocked using spamhaus",
+            ("sender", "blocked"),
+        ),
+        (("soft", "mailboxfull"), None, "421 too many connections", ("sender", "toomanyconn")),
+        (("soft", "mailboxfull"), None, "452 4.2.2 over quota", ("soft", "mailboxfull")),
+    ],
+)
+def test_a_providers_class_is_refined_by_its_text(
+    given: tuple[str, str], status: str | None, diagnostic: str, refined: tuple[str, str]
+) -> None:
+    assert refine(given[0], given[1], status, diagnostic) == refined  # type: ignore[arg-type]

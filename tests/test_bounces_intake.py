@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from datetime import UTC, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -220,41 +220,87 @@ def test_garbage_of_every_kind_is_kept_aside_and_the_intake_keeps_running(rt: Ru
     assert time.monotonic() - started < 60
 
 
-def test_three_soft_bounces_on_distinct_days_suspend_and_a_success_resets(
+def _soft(rt: Runtime, email: str, received_at: datetime) -> str | None:
+    """Record a soft bounce for ``email`` received at ``received_at``: the status it set."""
+    with rt.session() as session, session.begin():
+        subscriber = subscribers.get_subscriber_by_email(session, email)
+        assert subscriber is not None
+        outcome = record_bounce(
+            session,
+            BounceFacts(
+                kind="soft",
+                reason="mailboxfull",
+                source="dsn",
+                recipient=email,
+                status="4.2.2",
+                diagnostic="mailbox full",
+                subscriber_id=subscriber.id,
+                received_at=received_at,
+            ),
+            Policy(soft_bounce_limit=3, soft_bounce_window_days=30),
+        )
+    return outcome.subscriber_status
+
+
+def test_three_soft_bounces_on_distinct_days_suspend(
     rt: Runtime,
     worker: Callable[[], None],
     smtp: SmtpHandler,
 ) -> None:
     _sent_edition(rt, worker, "flaky@example.com")
-    with rt.session() as session:
+    later = utcnow() + timedelta(hours=1)
+    assert _soft(rt, "flaky@example.com", later) is None
+    assert _soft(rt, "flaky@example.com", later + timedelta(days=0.01)) is None  # same day
+    assert _soft(rt, "flaky@example.com", later + timedelta(days=1)) is None
+    assert _soft(rt, "flaky@example.com", later + timedelta(days=2)) == "bounced"
+    assert _status(rt, "flaky@example.com") == "bounced"
+
+
+def test_an_edition_delivered_after_soft_bounces_starts_the_count_again(
+    rt: Runtime,
+    worker: Callable[[], None],
+    smtp: SmtpHandler,
+) -> None:
+    # steady reads another category: this week's edition is not for them.
+    subscribe(rt, ("flaky@example.com", "", ()), ("steady@example.com", "", ("Other",)))
+    now = utcnow()
+    for email in ("flaky@example.com", "steady@example.com"):
+        assert _soft(rt, email, now - timedelta(days=2)) is None
+        assert _soft(rt, email, now - timedelta(days=1)) is None
+    _sent_edition(rt, worker, "flaky@example.com")
+    assert (len(smtp.to("flaky@example.com")), smtp.to("steady@example.com")) == (1, [])
+    assert _soft(rt, "flaky@example.com", utcnow() + timedelta(hours=1)) is None
+    assert _status(rt, "flaky@example.com") == "active"
+    # Nothing accepted for steady since: the third day is the third strike.
+    assert _soft(rt, "steady@example.com", utcnow() + timedelta(hours=1)) == "bounced"
+
+
+def test_a_delivery_notice_after_soft_bounces_starts_the_count_again(rt: Runtime) -> None:
+    subscribe(rt, ("flaky@example.com", "", ()))
+    now = utcnow()
+    assert _soft(rt, "flaky@example.com", now - timedelta(days=2)) is None
+    assert _soft(rt, "flaky@example.com", now - timedelta(days=1)) is None
+    with rt.session() as session, session.begin():
         subscriber = subscribers.get_subscriber_by_email(session, "flaky@example.com")
         assert subscriber is not None
-        sid = subscriber.id
-    policy = Policy(soft_bounce_limit=3, soft_bounce_window_days=30)
-    later = utcnow() + timedelta(hours=1)
-
-    def soft(days_from_now: float) -> str | None:
-        with rt.session() as session, session.begin():
-            outcome = record_bounce(
-                session,
-                BounceFacts(
-                    kind="soft",
-                    reason="mailboxfull",
-                    source="dsn",
-                    recipient="flaky@example.com",
-                    status="4.2.2",
-                    diagnostic="mailbox full",
-                    subscriber_id=sid,
-                    received_at=later + timedelta(days=days_from_now),
-                ),
-                policy,
-            )
-        return outcome.subscriber_status
-
-    assert soft(0) is None
-    assert soft(0.01) is None  # same day: still one day
-    assert soft(1) is None
-    assert soft(2) == "bounced"
+        notice = record_bounce(
+            session,
+            BounceFacts(
+                kind="ignored",
+                reason="delivered",
+                source="dsn",
+                recipient="flaky@example.com",
+                status="2.0.0",
+                diagnostic="250 2.0.0 OK",
+                subscriber_id=subscriber.id,
+                received_at=now - timedelta(hours=1),
+            ),
+            Policy(soft_bounce_limit=3, soft_bounce_window_days=30),
+        )
+    assert notice.recorded is False
+    assert _soft(rt, "flaky@example.com", now + timedelta(hours=1)) is None
+    assert _soft(rt, "flaky@example.com", now + timedelta(days=1)) is None
+    assert _soft(rt, "flaky@example.com", now + timedelta(days=2)) == "bounced"
 
 
 def test_delay_notices_on_three_days_are_recorded_but_are_no_strikes(rt: Runtime) -> None:

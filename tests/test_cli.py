@@ -245,3 +245,86 @@ def test_send_wait_delivers_by_itself_when_no_worker_runs(
     assert len(smtp.received) == 12
     status = json.loads(run(env, "status", "--json").stdout)
     assert (status["status"], status["sent"], status["total"]) == ("sent", 12, 12)
+
+
+def _edition_owing(rt: Runtime, count: int) -> tuple[str, int]:
+    """This week's edition, fanned out to ``count`` readers: every delivery is owed, its job
+    waits in the queue, and no worker runs."""
+    from tests.factories import FanOutHere
+    from worker.sending import control
+
+    now = utcnow()
+    week = week_of(now, UTC)
+    load(rt, comparison("dev-duel", "Developer Tools", now - timedelta(minutes=5)))
+    subscribe(rt, *[(f"r{i}@example.com", "", ()) for i in range(count)])
+    outcome = control.start_send(rt, week, now, FanOutHere(rt))
+    assert outcome.edition is not None and outcome.edition.id is not None
+    return week, outcome.edition.id
+
+
+def _edition_state(rt: Runtime, week: str) -> tuple[str, dict[str, int]]:
+    with rt.session() as session:
+        edition = sending.get_edition(session, week)
+        assert edition is not None and edition.id is not None
+        counts = sending.count_deliveries(session, edition.id)
+        return edition.status, {status: n for status, n in counts.items() if n}
+
+
+def test_pause_resume_and_cancel_move_the_edition_and_say_so(
+    rt: Runtime, env: dict[str, str], smtp: SmtpHandler
+) -> None:
+    week, _edition_id = _edition_owing(rt, 3)
+    assert _edition_state(rt, week) == ("sending", {"queued": 3})
+
+    paused = run(env, "pause", "--week", week)
+    assert paused.returncode == 0, paused.stderr
+    assert paused.stderr.strip() == f"{week}: paused"
+    assert _edition_state(rt, week) == ("paused", {"queued": 3})
+    again = run(env, "pause", "--week", week)
+    assert again.stderr.strip() == f"{week}: paused (unchanged)"
+
+    resumed = run(env, "resume", "--week", week)
+    assert resumed.returncode == 0, resumed.stderr
+    # Their jobs still wait in the queue: resuming enqueues nothing twice.
+    assert resumed.stderr.strip() == f"{week}: sending, 0 deliveries re-queued"
+    assert _edition_state(rt, week)[0] == "sending"
+
+    cancelled = run(env, "cancel", "--week", week)
+    assert cancelled.returncode == 0, cancelled.stderr
+    assert cancelled.stderr.strip() == f"{week}: cancelled, 3 deliveries skipped"
+    assert _edition_state(rt, week) == ("cancelled", {"skipped": 3})
+    assert run(env, "resume", "--week", week).returncode != 0
+    assert smtp.received == []
+
+
+def test_subscribers_add_stores_an_active_reader(rt: Runtime, env: dict[str, str]) -> None:
+    result = run(
+        env,
+        "subscribers",
+        "add",
+        "Ada@Example.com",
+        "--name",
+        "Ada",
+        "--categories",
+        "Writing",
+        "--confirmed",
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.strip() == "Ada@example.com: added (active)"
+    with rt.session() as session:
+        ada = subscribers.get_subscriber_by_email(session, "ada@example.com")
+        assert ada is not None
+        assert (ada.name, ada.categories, ada.status) == ("Ada", "Writing", "active")
+
+
+def test_comparisons_import_loads_the_samples(rt: Runtime, env: dict[str, str]) -> None:
+    samples = Path(__file__).parent.parent / "samples" / "comparisons.json"
+    count = len(json.loads(samples.read_text()))
+    result = run(env, "comparisons", "import", str(samples))
+    assert result.returncode == 0, result.stderr
+    assert f"{count} " in result.stderr + result.stdout
+    again = run(env, "comparisons", "import", str(samples))
+    assert again.returncode == 0, again.stderr
+    with rt.engine.connect() as conn:
+        stored = conn.exec_driver_sql("SELECT COUNT(*) FROM comparison").scalar_one()
+    assert stored == count  # importing twice updates, it does not duplicate

@@ -116,3 +116,10 @@ def test_subscribers_get_only_their_categories(
 ) -> None:
     planned = [c(1, at(1), "Developer Tools"), c(2, at(2), "Writing"), c(3, at(3), "Productivity")]
     assert pick_for(category_key(categories), planned) == expected
+
+
+def test_a_comparison_published_at_this_very_moment_is_carried() -> None:
+    now = NOW
+    assert plan_edition("2026-W48", UTC_ZONE, now, [c(1, now)], set(), 10) == [c(1, now)]
+    later = now + timedelta(microseconds=1)
+    assert plan_edition("2026-W48", UTC_ZONE, now, [c(1, later)], set(), 10) == []

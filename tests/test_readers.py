@@ -376,13 +376,12 @@ def test_a_tampered_link_gets_a_plain_400_page_and_changes_nothing(
             reader.token,
         ),
         "other key": sign_link("not-our-key", purpose, reader.token),
-        "garbage": "..%2e%2f<script>",
+        "garbage": "..%2e<script>",  # one path segment: a slash would make it another route
     }[how]
     answer = client.request(method, f"/{purpose}/{token}")
-    assert answer.status_code in (400, 404)
-    if answer.status_code == 400:
-        assert "not valid" in answer.text
-        assert "ken@example.com" not in answer.text
+    assert answer.status_code == 400
+    assert "not valid" in answer.text
+    assert "ken@example.com" not in answer.text
     assert subscriber(rt, "ken@example.com").status == "pending"  # type: ignore[union-attr]
 
 

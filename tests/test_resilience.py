@@ -32,9 +32,9 @@ from tests.conftest import ROOT, SmtpHandler, free_port, wait_until
 from tests.factories import FanOutHere, comparison, load, send, subscribe
 from worker.actors import actors_of
 from worker.config import Settings
-from worker.models import BounceEvent, Delivery, Edition, Subscriber
+from worker.models import BounceEvent, Delivery, Edition, Subscriber, utcnow
 from worker.runtime import Runtime, open_runtime
-from worker.sending import control
+from worker.sending import control, pipeline
 from worker.sending import queries as sending
 from worker.sending.caches import EDITION_INFO_TTL_S
 from worker.sending.planning import week_bounds, week_of
@@ -623,11 +623,16 @@ def test_a_retry_waits_out_its_backoff_even_when_that_is_longer_than_stuck_after
     with sweeping_worker(rt):
         send(rt, week, now)
         wait_until(lambda: len(smtp.tried("greylisted@example.com")) == 1)
-        time.sleep(9)  # past stuck_after and several sweeps, well before the backoff ends
-        tries = smtp.tried("greylisted@example.com")
-
-    assert len(tries) == 1, f"retried after {tries[1] - tries[0]:.1f} s instead of >= 15 s"
-    assert delivery_of(rt, week, "greylisted@example.com").status == "queued"
+        wait_until(lambda: delivery_of(rt, week, "greylisted@example.com").status == "queued")
+        tried_at = utcnow()
+        # Sweeps past stuck_after, well before the backoff ends: nothing is taken back.
+        for later_s in (6, 9, 14):
+            assert nothing_swept(rt, tried_at + timedelta(seconds=later_s))
+        assert len(smtp.tried("greylisted@example.com")) == 1
+        assert delivery_of(rt, week, "greylisted@example.com").status == "queued"
+        # A sweep once the backoff (at most 30 s) is over hands the delivery to a new job.
+        swept = pipeline.sweep(rt, tried_at + timedelta(seconds=31), actors_of(rt))
+        assert swept["requeued"] == 1, swept
 
 
 # --- 4. throttling --------------------------------------------------------------------------------
@@ -749,6 +754,19 @@ def test_two_schedulers_firing_together_make_one_edition_and_mail_everyone_once(
 # --- 6. pause, resume, cancel --------------------------------------------------------------------
 
 
+def nothing_swept(rt: Runtime, now: datetime | None = None) -> bool:
+    """One sweep (at ``now``, else now) restarted, took back and finished nothing."""
+    swept = pipeline.sweep(rt, now or utcnow(), actors_of(rt))
+    assert swept == {**swept, "requeued": 0, "finished": 0, "fanouts": 0, "accepted": 0}, swept
+    return True
+
+
+def drain_queues(rt: Runtime) -> None:
+    """Wait until the worker has taken every job in Redis."""
+    for queue in sorted(rt.broker.get_declared_queues()):
+        rt.broker.join(queue, timeout=60_000)
+
+
 def settled(rt: Runtime, week: str) -> control.EditionStatusView:
     """Wait until no delivery is held by a worker (in-flight mails have landed)."""
     wait_until(lambda: status(rt, week).sending == 0)
@@ -780,7 +798,9 @@ def test_pause_stops_sending_and_resume_finishes_the_edition_without_duplicates(
         # Only deliveries in a worker's hands, or claimed before it re-reads the edition's
         # status (at most EDITION_INFO_TTL_S later), may still go out.
         assert mails_then - mails_at_pause <= THREADS + 100 * EDITION_INFO_TTL_S, paused
-        time.sleep(2.5)  # a couple of sweeps: nothing may move while paused
+        # A sweep leaves a paused edition alone, and the jobs still queued hand their rows back.
+        assert nothing_swept(rt)
+        drain_queues(rt)
         assert len(smtp.received) == mails_then
         later = status(rt, week)
         # Jobs still in Redis hand their rows back (queued/sending flicker); nothing is done.
@@ -813,7 +833,9 @@ def test_cancel_mid_edition_skips_everyone_not_yet_mailed(
         cancelled = settled(rt, week)
         mails_then = len(smtp.received)
         assert mails_then - mails_at_cancel <= THREADS
-        time.sleep(1.5)
+        # A sweep leaves a cancelled edition alone; the jobs still queued send nothing.
+        assert nothing_swept(rt)
+        drain_queues(rt)
         assert len(smtp.received) == mails_then
 
     seen = operator_status(env, week)

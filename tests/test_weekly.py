@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from worker.models import EditionStatus
-from worker.sending.weekly import Action, Fire, decide, fire_times
+from worker.sending.weekly import Action, Decision, Fire, decide, fire_times
 
 PARIS = ZoneInfo("Europe/Paris")
 TOKYO = ZoneInfo("Asia/Tokyo")
@@ -359,3 +359,44 @@ def test_a_dst_night_sends_the_week_exactly_once(
     title: str, start: datetime, sends: list[tuple[str, str]]
 ) -> None:
     assert run_night("30 2 * * sun", PARIS, start, hours=6) == sends, title
+
+
+def test_the_log_lines_word_for_word() -> None:
+    due = decide(FIRE, late(7200), GRACE_S, EditionStatus.draft).describe()
+    assert due == (
+        "the weekly fire of Fri 2026-11-27 15:00 CET (2026-W48) is due, its draft, 2 h 00 min late"
+    )
+    fresh = decide(FIRE, late(59), GRACE_S, None).describe()
+    assert fresh == "the weekly fire of Fri 2026-11-27 15:00 CET (2026-W48) is due, 59 s late"
+    never = decide(Fire(None, None, None), late(0), GRACE_S, None)
+    assert never == Decision(Action.nothing_due, None, None, None, 0.0, GRACE_S, None)
+    assert never.describe() == "the weekly crontab has not fired yet; next fire never"
+    first = Fire(None, None, FIRE.next_at)  # a new crontab: its first fire is ahead
+    pending = decide(first, late(0), GRACE_S, EditionStatus.draft)
+    assert pending == Decision(
+        Action.nothing_due, None, None, FIRE.next_at, 0.0, GRACE_S, EditionStatus.draft
+    )
+    # A fire without a week is no fire either.
+    assert decide(Fire(FIRE.at, None, None), late(0), GRACE_S, None).action is Action.nothing_due
+
+
+@pytest.mark.parametrize(
+    ("seconds", "shown"),
+    [
+        (0, "0 s"),
+        (59.9, "59 s"),
+        (60, "1 min"),
+        (61, "1 min"),
+        (3599, "59 min"),
+        (3600, "1 h 00 min"),
+        (3660, "1 h 01 min"),
+        (86399, "23 h 59 min"),
+        (86400, "1 d 0 h"),
+        (90000, "1 d 1 h"),
+        (24 * 3600 * 2 + 7200, "2 d 2 h"),
+    ],
+)
+def test_durations_read_as_an_operator_reads_them(seconds: float, shown: str) -> None:
+    from worker.sending.weekly import _duration
+
+    assert _duration(seconds) == shown

@@ -253,3 +253,8 @@ def test_two_writers_racing_through_their_runtimes_claim_everything_once(rt: Run
     claims = list(calls.results.values())
     assert not [c for c in claims if isinstance(c, BaseException)]
     assert sorted(c.delivery_id for c in claims if c is not None) == ids
+    # Each thread got the claim of the delivery it asked for (two threads per delivery).
+    emails = dict(zip(ids, readers(len(ids)), strict=True))
+    for index, claim in calls.results.items():
+        asked = ids[index // 2]
+        assert claim is None or (claim.delivery_id, claim.email) == (asked, emails[asked])

@@ -9,7 +9,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from worker.config import Settings
-from worker.errors import InputError, InvalidToken, NewsletterError, NotFound
+from worker.errors import Conflict, InputError, InvalidToken, NewsletterError, NotFound
 from worker.runtime import Runtime, open_runtime
 
 
@@ -65,6 +65,10 @@ def create_app(settings: Settings, rt: Runtime | None = None) -> FastAPI:
     @app.exception_handler(NotFound)
     async def not_found(_request: Request, exc: NotFound) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=404)
+
+    @app.exception_handler(Conflict)
+    async def conflict(_request: Request, exc: Conflict) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=409)
 
     @app.exception_handler(InputError)
     async def bad_input(_request: Request, exc: InputError) -> JSONResponse:
