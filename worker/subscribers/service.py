@@ -233,7 +233,9 @@ def confirm(rt: Runtime, subscriber: Subscriber, now: datetime | None = None) ->
     return "already" if current.status == SubscriberStatus.active.value else current.status
 
 
-def resubscribe(rt: Runtime, subscriber: Subscriber, consent: Consent) -> SubscribeOutcome:
+def resubscribe(
+    rt: Runtime, subscriber: Subscriber, consent: Consent, now: datetime | None = None
+) -> SubscribeOutcome:
     """An unsubscribed reader asks to come back from the unsubscribed page: their last choices,
     and a new confirmation mail, exactly as the form would (the status table decides)."""
     choices = Choices(
@@ -241,7 +243,7 @@ def resubscribe(rt: Runtime, subscriber: Subscriber, consent: Consent) -> Subscr
         categories=tuple(split_categories(subscriber.categories)),
         cadence=subscriber.cadence,
     )
-    return subscribe(rt, SubscribeRequest(email=subscriber.email, choices=choices), consent)
+    return subscribe(rt, SubscribeRequest(email=subscriber.email, choices=choices), consent, now)
 
 
 UNSUBSCRIBE_REASONS = (
@@ -378,17 +380,18 @@ def unsubscribe(rt: Runtime, subscriber_id: int) -> bool:
         )
 
 
-def resubscribe(
+def resubscribe_by_id(
     rt: Runtime, subscriber_id: int, consent: Consent, now: datetime | None = None
 ) -> SubscribeOutcome:
-    """Ask a reader to come back: their stored choices, pending again, and a new confirmation
-    mail to send (``outcome.mail``); nobody becomes active without confirming."""
+    """An operator asks a reader to come back: as ``resubscribe``, pending again with a new
+    confirmation mail to send (``outcome.mail``); nobody becomes active without confirming."""
     with rt.session() as session:
         found = subscribers.get_subscriber_by_id(session, subscriber_id)
     if found is None:
         raise NotFound(f"no subscriber #{subscriber_id}")
-    choices = Choices(found.name, tuple(split_categories(found.categories)), found.cadence)
-    return subscribe(rt, SubscribeRequest(email=found.email, choices=choices), consent, now)
+    return resubscribe(rt, found, consent, now)
+
+
 @dataclass(frozen=True)
 class Changes:
     """What an operator changes about a subscriber; None: unchanged."""

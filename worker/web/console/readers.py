@@ -193,7 +193,7 @@ def subscriber_action(
         audit(request, session, "subscriber unsubscribe", target, str(changed).lower())
     else:
         consent = Consent(client_ip(request), None, f"operator console ({session.actor})")
-        outcome = service.resubscribe(rt, subscriber_id, consent)
+        outcome = service.resubscribe_by_id(rt, subscriber_id, consent)
         if outcome.mail != service.MAIL_CONFIRM or outcome.subscriber_id is None:
             why = (
                 "the address bounced or complained and is never mailed again"
