@@ -141,7 +141,8 @@ class Actors:
                 return
         elif owner != token:
             return  # another chain took over
-        pipeline.refill(self.rt, edition_id, utcnow(), self)
+        if pipeline.guard(self.rt, edition_id) is None:
+            pipeline.refill(self.rt, edition_id, utcnow(), self)
         done = pipeline.finish_if_done(self.rt, edition_id)
         with self.rt.session() as session:
             edition = sending.get_edition_by_id(session, edition_id)
