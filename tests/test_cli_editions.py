@@ -150,7 +150,9 @@ def test_ctrl_c_stops_status_follow_cleanly(rt: Runtime, env: dict[str, str]) ->
         stderr=subprocess.PIPE,
         text=True,
     )
-    time.sleep(4)  # the command starts, finds the edition paused, and watches
+    assert watching.stderr is not None
+    first = watching.stderr.readline()  # the command started and found the edition paused
+    assert first.startswith(f"watching {week} until it is sent or cancelled")
     watching.send_signal(signal.SIGINT)
     stdout, stderr = watching.communicate(timeout=30)
     assert watching.returncode == 0, stderr
