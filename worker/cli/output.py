@@ -101,6 +101,7 @@ def follow(rt: Runtime, week: str, every_s: float = 1.0) -> control.EditionStatu
         return Group(edition_table(view), Text(rate_text(measured, view.queued + view.sending)))
 
     try:
+        err.print(f"watching {week} until it is sent or cancelled (Ctrl-C stops watching)")
         with Live(render(), console=out, auto_refresh=False) as live:
             while view.status not in FINISHED:
                 time.sleep(every_s)
