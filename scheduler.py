@@ -1,5 +1,5 @@
-"""The schedule: the weekly edition on NEWSLETTER_WEEKLY_CRON, an instant alert for each newly
-published comparison every minute.
+"""The schedule: the weekly edition on NEWSLETTER_WEEKLY_CRON, and every minute the instant
+alerts that are due (one per batch of comparisons published within NEWSLETTER_ALERT_BATCH_S).
 
 This module only schedules. The weekly job runs once at start and then at each fire; each run
 asks the database about the week of the crontab's last fire and lets the weekly fire decision
@@ -130,7 +130,8 @@ def run_weekly(settings: Settings, scheduler: BaseScheduler) -> weekly.Decision 
 
 
 def send_alerts(settings: Settings) -> list[str]:
-    """The frequent job: an instant alert for each comparison published since the last run."""
+    """The frequent job: the instant alerts due now, one per batch of comparisons published
+    together (``worker.sending.planning.alert_batches``)."""
     rt = open_runtime(settings)
     try:
         _beat(rt, settings)

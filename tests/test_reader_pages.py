@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -28,11 +29,12 @@ from tests.test_cli import run
 from tests.test_readers import add_active, confirm_path, link, open_client, subscriber, text_of
 from worker.actors import actors_of
 from worker.config import Settings
-from worker.models import utcnow
+from worker.models import Subscriber, utcnow
 from worker.runtime import Runtime, open_runtime
-from worker.sending import control, pipeline
+from worker.sending import control, pipeline, transactional
 from worker.sending.planning import week_of
-from worker.supervisor import running_worker
+from worker.sending.weekly import schedule_words
+from worker.subscribers import service as readers
 
 SITE = "https://news.example.com"
 BRAND = "Weekly <span>AI Tool</span> Verdicts"
@@ -237,36 +239,45 @@ def test_the_welcome_mail_arrives_once_after_confirming(
 
 
 def test_the_welcome_mail_follows_the_schedule_and_the_cadence(
-    make_settings: Callable[..., Settings],
-    rt: Runtime,
-    smtp: SmtpHandler,
-    worker: Callable[[], None],
+    make_settings: Callable[..., Settings], rt: Runtime
 ) -> None:
-    settings = make_settings(weekly_cron="30 8 * * mon", timezone="Europe/Paris")
-    paris = open_runtime(settings, redis_client=rt.redis)
+    paris = open_runtime(
+        make_settings(weekly_cron="30 8 * * mon", timezone="Europe/Paris"),
+        redis_client=rt.redis,
+    )
     try:
-        with open_client(settings, paris) as app:
-            app.post("/subscribe", data={"email": "weekly@example.com"})
-            app.post("/subscribe", data={"email": "quick@example.com", "cadence": "instant"})
-            with running_worker(paris, threads=2, sweep=False) as (_actors, dramatiq_worker):
-                _drain(paris, dramatiq_worker)
-                app.post(confirm_path(smtp, "weekly@example.com"))
-                app.post(confirm_path(smtp, "quick@example.com"))
-                _drain(paris, dramatiq_worker)
+        texts = {}
+        for cadence, categories in (("weekly", "Writing;Developer Tools"), ("instant", "")):
+            reader = Subscriber(
+                email=f"{cadence}@example.com",
+                email_key=f"{cadence}@example.com",
+                token=cadence,
+                name="Ada",
+                cadence=cadence,
+                categories=categories,
+                status="active",
+            )
+            mail, values = transactional.render(paris, readers.MAIL_WELCOME, reader)
+            texts[cadence] = _flat(mail.text.fill(values, escape=False))
     finally:
         paris.close()
-    weekly = _flat(text_of(smtp.to("weekly@example.com")[-1]))
-    assert "every Monday at 08:30 (Europe/Paris)" in weekly
-    quick = _flat(text_of(smtp.to("quick@example.com")[-1]))
-    assert "An instant alert as soon as a new side-by-side comparison" in quick
-    assert "every Monday" not in quick
+    assert "One digest a week, every Monday at 08:30 (Europe/Paris)," in texts["weekly"]
+    assert "in Writing and Developer Tools" in texts["weekly"]
+    assert "An instant alert as soon as a new side-by-side comparison" in texts["instant"]
+    assert "every Monday" not in texts["instant"]
 
 
-def _drain(rt: Runtime, dramatiq_worker: object) -> None:
-    for _ in range(3):
-        for queue in sorted(rt.broker.get_declared_queues()):
-            rt.broker.join(queue, timeout=60_000)
-        dramatiq_worker.join()  # type: ignore[attr-defined]
+@pytest.mark.parametrize(
+    ("crontab", "zone", "words"),
+    [
+        ("0 15 * * fri", "UTC", "every Friday at 15:00 (UTC)"),
+        ("30 8 * * mon", "Europe/Paris", "every Monday at 08:30 (Europe/Paris)"),
+        ("0 8 * * mon,thu", "UTC", "on a schedule of its own; the next one on Monday 07 December"),
+    ],
+)
+def test_the_schedule_in_words(crontab: str, zone: str, words: str) -> None:
+    now = datetime(2026, 12, 5, 12, tzinfo=UTC)  # a Saturday
+    assert schedule_words(crontab, ZoneInfo(zone), now).startswith(words)
 
 
 # --- the unsubscribed page --------------------------------------------------------------------

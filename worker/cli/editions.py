@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -184,6 +185,14 @@ def _serve_previews(week: str | None, host: str, port: int) -> None:
             raise InputError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
         bound_port = server.server_address[1]
         err.print(f"previews of {week}: http://{host}:{bound_port}/ (Ctrl-C stops)")
+
+        def stop(_signum: int, _frame: object) -> None:
+            raise KeyboardInterrupt
+
+        # Ctrl-C and a supervisor's SIGTERM both end it cleanly, also when started in the
+        # background by a shell that had SIGINT ignored.
+        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGTERM, stop)
         try:
             server.serve_forever(poll_interval=0.2)
         except KeyboardInterrupt:

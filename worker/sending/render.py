@@ -266,6 +266,8 @@ class Renderer:
             f"New verdict · {views[0].category}"
             if count == 1
             else f"{digest.count(count, 'new verdict')} · {digest.join_words(categories)}"
+            if len(categories) <= 3
+            else f"{digest.count(count, 'new verdict')} in {len(categories)} categories"
         )
         context = {
             **self._context(heading, f"{self.public_url}/editions/{key}", web),

@@ -15,7 +15,16 @@ from worker.runtime import Runtime, open_runtime
 
 def create_app(settings: Settings, rt: Runtime | None = None) -> FastAPI:
     """The ASGI app; ``rt`` may be given (tests), else it is opened at startup."""
-    from worker.web import archive, console, operator, problems, reader_errors, readers, webhooks
+    from worker.web import (
+        archive,
+        console,
+        operator,
+        problems,
+        reader_errors,
+        readers,
+        unsubscribe,
+        webhooks,
+    )
     from worker.web.deps import metrics_reader
     from worker.web.metrics import render_metrics
 
@@ -29,6 +38,7 @@ def create_app(settings: Settings, rt: Runtime | None = None) -> FastAPI:
 
     app = FastAPI(title="Weekly AI Tool Verdicts — newsletter", version="0.1.0", lifespan=lifespan)
     app.include_router(readers.router)
+    app.include_router(unsubscribe.router)
     app.include_router(operator.router)
     app.include_router(webhooks.router)
     app.include_router(console.router)

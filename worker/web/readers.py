@@ -1,5 +1,5 @@
-"""Reader pages: subscribe (double opt-in), confirm, unsubscribe (page + RFC 8058 one-click
-POST), preferences, and the privacy actions (export, delete).
+"""Reader pages: subscribe (double opt-in), confirm, preferences, and the privacy actions
+(export, delete); unsubscribing is ``worker.web.unsubscribe``.
 
 Links in mail carry signed tokens, never ids. Opening a link (GET) never changes anything,
 because mail scanners open every link: only a POST from the page's button does. The subscribe
@@ -19,7 +19,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from worker.actors import actors_of
 from worker.catalog import queries as catalog
 from worker.config import parse_rate
-from worker.errors import InputError, InvalidToken
+from worker.errors import InvalidToken
 from worker.models import Subscriber, SubscriberStatus
 from worker.runtime import Runtime
 from worker.sending.throttle import over_limit
@@ -320,108 +320,6 @@ def test_mail_link(request: Request) -> Response:
         "The link you followed is in a test send or a preview of Weekly AI Tool Verdicts. "
         "It unsubscribes nobody and changes nothing: in a real mail, this link leads the "
         "reader to their own page.",
-        link_url="/editions",
-        link_text="Read past editions",
-    )
-
-
-@router.get("/unsubscribe/{token}", response_class=HTMLResponse)
-def unsubscribe_page(token: str, request: Request, rt: RT) -> Response:
-    """A page with one button; opening the link alone changes nothing (mail scanners do that)."""
-    subscriber, _why = _subscriber(rt, "unsubscribe", token)
-    if subscriber is None:
-        return _message(
-            request,
-            "Link not valid",
-            "This unsubscribe link is not valid. Use the link in your latest mail.",
-            400,
-        )
-    if subscriber.status not in UNSUBSCRIBABLE:
-        return _unsubscribed(request, rt, token, subscriber)
-    response = page(
-        request, "unsubscribe.html", email=subscriber.email, action=f"/unsubscribe/{token}"
-    )
-    return _with(response, PRIVATE_HEADERS)
-
-
-def _unsubscribed(
-    request: Request,
-    rt: Runtime,
-    token: str,
-    subscriber: Subscriber,
-    reason_saved: bool = False,
-    errors: dict[str, str] | None = None,
-    status_code: int = 200,
-) -> Response:
-    """The page after leaving: what happens now, why (optional), come back, the site."""
-    response = page(
-        request,
-        "unsubscribed.html",
-        status_code,
-        email=subscriber.email,
-        can_come_back=subscriber.status == SubscriberStatus.unsubscribed.value,
-        reasons=readers.UNSUBSCRIBE_REASONS,
-        reason_action=f"/unsubscribe/{token}/reason",
-        resubscribe_action=f"/unsubscribe/{token}/resubscribe",
-        reason_saved=reason_saved,
-        errors=errors or {},
-        site_url=rt.settings.site_url,
-    )
-    return _with(response, PRIVATE_HEADERS)
-
-
-@router.post("/unsubscribe/{token}", response_class=HTMLResponse)
-def unsubscribe(token: str, request: Request, rt: RT) -> Response:
-    """RFC 8058 one-click (``List-Unsubscribe=One-Click``) or the page's button: 200, at once."""
-    subscriber, _why = _subscriber(rt, "unsubscribe", token)
-    if subscriber is None:
-        return _message(request, "Link not valid", "This unsubscribe link is not valid.", 400)
-    assert subscriber.id is not None
-    with rt.session() as session, session.begin():
-        subscribers.mark_subscriber_status(session, subscriber.id, SubscriberStatus.unsubscribed)
-    subscriber, _why = _subscriber(rt, "unsubscribe", token)
-    assert subscriber is not None
-    return _unsubscribed(request, rt, token, subscriber)
-
-
-@router.post("/unsubscribe/{token}/reason", response_class=HTMLResponse)
-def unsubscribe_reason(
-    token: str, request: Request, rt: RT, reason: Field = None, detail: Field = None
-) -> Response:
-    """Why the reader left, if they care to say (stored; operators see it)."""
-    subscriber, _why = _subscriber(rt, "unsubscribe", token)
-    if subscriber is None or subscriber.id is None:
-        return _message(request, "Link not valid", "This unsubscribe link is not valid.", 400)
-    if subscriber.status != SubscriberStatus.unsubscribed.value:
-        return _unsubscribed(request, rt, token, subscriber)
-    try:
-        text = readers.read_unsubscribe_reason(reason, detail)
-    except InputError as exc:
-        return _unsubscribed(
-            request, rt, token, subscriber, errors={"reason": str(exc)}, status_code=422
-        )
-    readers.save_unsubscribe_reason(rt, subscriber.id, text)
-    return _unsubscribed(request, rt, token, subscriber, reason_saved=True)
-
-
-@router.post("/unsubscribe/{token}/resubscribe", response_class=HTMLResponse)
-def resubscribe(token: str, request: Request, rt: RT) -> Response:
-    """Come back: a new confirmation mail (double opt-in again), never a silent revival."""
-    subscriber, _why = _subscriber(rt, "unsubscribe", token)
-    if subscriber is None:
-        return _message(request, "Link not valid", "This unsubscribe link is not valid.", 400)
-    consent = readers.consent_from(
-        _client_ip(request), request.headers.get("user-agent"), "unsubscribed page"
-    )
-    outcome = readers.resubscribe(rt, subscriber, consent)
-    if outcome.mail and outcome.subscriber_id is not None:
-        actors_of(rt).send_transactional(outcome.mail, outcome.subscriber_id)
-    return _message(
-        request,
-        "Check your inbox",
-        f"If {subscriber.email} can receive our mail, a message with a confirmation link is on "
-        "its way. Press the button it leads to, and your subscription starts again.",
-        more="Until then you get nothing from us.",
         link_url="/editions",
         link_text="Read past editions",
     )
