@@ -48,7 +48,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     "bounces/policy": ("tests/test_bounce_policy.py",),
     "bounces/sns": ("tests/test_sns.py", "tests/test_bounces_webhooks.py"),
     "bounces/ses": ("tests/test_ses.py", "tests/test_bounces_webhooks.py"),
-    "bounces/sendgrid": ("tests/test_bounces_webhooks.py",),
+    "bounces/sendgrid": ("tests/test_sendgrid.py", "tests/test_bounces_webhooks.py"),
     "sending/weekly": ("tests/test_weekly.py",),
 }
 
