@@ -43,12 +43,13 @@ MODULES: dict[str, tuple[str, ...]] = {
     "bounces/reasons": ("tests/test_bounces_classify.py",),
     "bounces/dsn": (
         "tests/test_bounces_dsn.py",
+        "tests/test_bounces_corpus.py",  # the labelled corpus: real bounces, table-tested
         "--deselect=tests/test_bounces_dsn.py::test_ten_megabytes_of_junk_is_refused_without_hanging",
     ),
     "bounces/policy": ("tests/test_bounce_policy.py",),
     "bounces/sns": ("tests/test_sns.py", "tests/test_bounces_webhooks.py"),
-    "bounces/ses": ("tests/test_bounces_webhooks.py",),
-    "bounces/sendgrid": ("tests/test_bounces_webhooks.py",),
+    "bounces/ses": ("tests/test_ses.py", "tests/test_bounces_webhooks.py"),
+    "bounces/sendgrid": ("tests/test_sendgrid.py", "tests/test_bounces_webhooks.py"),
     "sending/weekly": ("tests/test_weekly.py",),
 }
 

@@ -293,3 +293,17 @@ def test_a_providers_class_is_refined_by_its_text(
     given: tuple[str, str], status: str | None, diagnostic: str, refined: tuple[str, str]
 ) -> None:
     assert refine(given[0], given[1], status, diagnostic) == refined  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("reason", "status", "kind"),
+    [
+        ("notaccept", None, "hard"),  # no status: taken as permanent
+        ("notaccept", "5.1.10", "hard"),
+        ("notaccept", "4.0.0", "soft"),
+        ("not-a-reason", None, "soft"),  # unknown: worth another try, never a suppression
+        ("userunknown", "4.0.0", "hard"),  # the table decides; the class only for notaccept
+    ],
+)
+def test_kind_of_a_reason(reason: str, status: str | None, kind: str) -> None:
+    assert kind_of(reason, status) == kind

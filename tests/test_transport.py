@@ -15,6 +15,7 @@ import pytest
 from tests.conftest import SmtpHandler
 from worker.errors import (
     ConnectionThrottled,
+    PermanentFailure,
     RecipientRefused,
     TemporaryFailure,
     UncertainDelivery,
@@ -259,3 +260,93 @@ def test_the_outbox_writes_one_file_per_message_id(tmp_path: Path) -> None:
     [path] = tmp_path.glob("*.eml")
     assert path.name == "d7.2026-W48_news.example.com.eml"
     assert path.read_bytes().startswith(b"Return-Path: <bounces+d7.x@news.example.com>\r\n")
+
+
+@pytest.mark.parametrize(
+    ("url", "target"),
+    [
+        ("smtp://mx.example.com", SmtpTarget("mx.example.com", 25, False, False, None, None)),
+        ("smtp://mx.example.com:2525",
+         SmtpTarget("mx.example.com", 2525, False, False, None, None)),
+        ("smtps://mx.example.com", SmtpTarget("mx.example.com", 465, True, False, None, None)),
+        ("smtp://mx.example.com:587?starttls=true",
+         SmtpTarget("mx.example.com", 587, False, True, None, None)),
+        ("smtp://mx.example.com?starttls=1",
+         SmtpTarget("mx.example.com", 25, False, True, None, None)),
+        ("smtp://mx.example.com?starttls=YES",
+         SmtpTarget("mx.example.com", 25, False, True, None, None)),
+        ("smtp://mx.example.com?starttls=no",
+         SmtpTarget("mx.example.com", 25, False, False, None, None)),
+        # Implicit TLS already encrypts: STARTTLS on top makes no sense.
+        ("smtps://mx.example.com?starttls=true",
+         SmtpTarget("mx.example.com", 465, True, False, None, None)),
+        ("smtp://us%40er:p%3Ass@mx.example.com",
+         SmtpTarget("mx.example.com", 25, False, False, "us@er", "p:ss")),
+    ],
+)  # fmt: skip
+def test_the_smtp_url_names_host_port_security_and_credentials(
+    url: str, target: SmtpTarget
+) -> None:
+    assert SmtpTarget.from_url(url) == target
+
+
+@pytest.mark.parametrize(
+    "url", ["http://mx.example.com", "smtp://", "mx.example.com:25", "SMTPS://", "smtps://"]
+)
+def test_a_bad_smtp_url_names_the_setting(url: str) -> None:
+    from worker.errors import ConfigError
+
+    with pytest.raises(ConfigError) as info:
+        SmtpTarget.from_url(url)
+    assert str(info.value).startswith("NEWSLETTER_SMTP_URL")
+    assert "must look like smtp://host:port" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("reply", "error"),
+    [
+        ("400 4.0.0 try later", TemporaryFailure),
+        ("499 4.0.0 odd", TemporaryFailure),
+        ("500 5.0.0 go away", PermanentFailure),
+        ("554 5.7.1 no", PermanentFailure),
+    ],
+)
+def test_a_refusal_at_the_greeting_carries_the_recipient_code_and_text(
+    bare: Callable[[Script], BareServer], reply: str, error: type[Exception]
+) -> None:
+    server = bare(Script(greetings=[reply, "220 ready"]))
+    transport = SmtpTransport(SmtpTarget.from_url(server.url), throttle_pause_s=0)
+    with pytest.raises(error) as info:
+        transport.send("s@example.com", "r@example.com", MESSAGE)
+    assert not isinstance(info.value, RecipientRefused)  # not the address's fault
+    assert (
+        (info.value.recipient, info.value.code, info.value.text)
+        == (  # type: ignore[attr-defined]
+            "r@example.com",
+            int(reply[:3]),
+            reply[4:],
+        )
+    )
+
+
+def test_the_outbox_names_each_file_after_its_message_id(tmp_path: Path) -> None:
+    from worker.sending.transport import make_transport
+
+    outbox = make_transport(None, tmp_path / "a" / "outbox")
+    assert isinstance(outbox, OutboxTransport)
+    data = b"Subject: x\r\nmessage-id: <d1.2026-W48@news.example.com>\r\n\r\nbody\r\n"
+    said = outbox.send("bounces+d1@news.example.com", "r@example.com", data)
+    assert said == "written to d1.2026-W48_news.example.com.eml"
+    written = (tmp_path / "a" / "outbox" / "d1.2026-W48_news.example.com.eml").read_bytes()
+    assert written == b"Return-Path: <bounces+d1@news.example.com>\r\n" + data
+    outbox.send("bounces+d1@news.example.com", "r@example.com", data)  # again: the same file
+    assert len(list((tmp_path / "a" / "outbox").iterdir())) == 1
+
+
+def test_a_url_makes_an_smtp_transport_with_its_data_timeout() -> None:
+    from worker.sending.transport import make_transport
+
+    smtp = make_transport("smtp://mx.example.com:2525", Path("unused"), data_timeout_s=42)
+    assert isinstance(smtp, SmtpTransport)
+    assert smtp.target == SmtpTarget("mx.example.com", 2525, False, False, None, None)
+    assert smtp.data_timeout_s == 42

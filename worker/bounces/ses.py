@@ -192,7 +192,8 @@ def _complaint_events(
     complaint = _object(ses_event, "complaint")
     kind: Kind
     if complaint.get("complaintSubType") == "OnAccountSuppressionList":
-        kind, reason = "complaint", "userunknown"
+        # SES did not send: the address is on the account's list after an earlier complaint.
+        kind, reason = "complaint", "feedback"
     else:
         feedback = text_or_none(complaint.get("complaintFeedbackType"))
         kind, reason = COMPLAINT_TYPES.get(feedback or "abuse", ("complaint", "feedback"))
