@@ -434,4 +434,4 @@ def test_an_unexpected_failure_is_a_500_problem_under_the_api_only(rt: Runtime) 
         assert body["type"] == "/problems/internal-error"
         page = client.get("/subscribe")
         assert page.status_code == 500
-        assert page.headers["content-type"].startswith("text/plain")
+        assert page.headers["content-type"].startswith("text/html")

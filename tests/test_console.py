@@ -535,7 +535,7 @@ def test_health_shows_the_stores_workers_queues_and_the_scheduler(
 def test_an_alert_is_listed_previewed_and_test_sent_as_an_alert(
     client: TestClient, rt: Runtime, signed_in: str, smtp: SmtpHandler
 ) -> None:
-    load(rt, comparison("alert-duel", "Writing", utcnow() - timedelta(minutes=5), title="Nib"))
+    load(rt, comparison("alert-duel", "Writing", utcnow() - timedelta(minutes=30), title="Nib"))
     from tests.factories import FanOutHere
     from worker.sending import pipeline
 
