@@ -60,10 +60,26 @@ def test_metrics_are_refused_without_a_token(client: TestClient, authorization: 
     assert "newsletter_" not in answer.text
 
 
-def test_metrics_take_either_token(client: TestClient, app_rt: Runtime) -> None:
+def test_a_metrics_token_once_set_is_the_only_one_metrics_take(
+    client: TestClient, app_rt: Runtime
+) -> None:
     assert app_rt.settings.operator_token
     assert "newsletter_deliveries_total" in scrape(client, METRICS_TOKEN)
-    assert "newsletter_deliveries_total" in scrape(client, app_rt.settings.operator_token)
+    operator = {"Authorization": f"Bearer {app_rt.settings.operator_token}"}
+    assert client.get("/metrics", headers=operator).status_code == 401
+    # ...and it opens nothing else.
+    assert client.get("/api/editions", headers=scraper(METRICS_TOKEN)).status_code == 401
+
+
+def test_without_a_metrics_token_metrics_take_the_operator_token(rt: Runtime) -> None:
+    assert not rt.settings.metrics_token
+    with TestClient(create_app(rt.settings, rt)) as client:
+        assert "newsletter_deliveries_total" in scrape(client, rt.settings.operator_token)
+        assert client.get("/metrics", headers=scraper(METRICS_TOKEN)).status_code == 401
+
+
+def scraper(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
 
 
 def test_counters_move_after_a_real_send_and_no_label_names_a_week(

@@ -12,8 +12,8 @@ from worker.runtime import Runtime
 bearer = HTTPBearer(
     auto_error=False,
     scheme_name="operatorToken",
-    description="`NEWSLETTER_OPERATOR_TOKEN` (printed by `newsletter up`); `/metrics` also "
-    "takes `NEWSLETTER_METRICS_TOKEN`.",
+    description="`NEWSLETTER_OPERATOR_TOKEN` (printed by `newsletter up`); `/metrics` takes "
+    "`NEWSLETTER_METRICS_TOKEN` instead when it is set.",
 )
 """The bearer scheme, declared in the OpenAPI document (so ``/docs`` offers "Authorize")."""
 
@@ -55,8 +55,13 @@ def operator(
 def metrics_reader(
     request: Request, credentials: HTTPAuthorizationCredentials | None = Security(bearer)
 ) -> Runtime:
-    """The runtime, for a caller with the metrics token or the operator token (401 otherwise)."""
+    """The runtime, for a caller with the metrics token, or the operator token when no metrics
+    token is set (401 otherwise): a scraper's token opens nothing else, and once it is set the
+    operator token is not needed, nor taken, to read metrics."""
     rt = runtime(request)
-    if not _matches(credentials, rt.settings.metrics_token, rt.settings.operator_token):
-        raise _refuse("metrics or operator token")
+    if rt.settings.metrics_token:
+        if not _matches(credentials, rt.settings.metrics_token):
+            raise _refuse("metrics token")
+    elif not _matches(credentials, rt.settings.operator_token):
+        raise _refuse("operator token")
     return rt
