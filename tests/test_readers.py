@@ -35,8 +35,8 @@ from worker.runtime import Runtime, open_runtime
 from worker.sending import control
 from worker.sending.planning import week_of
 from worker.sending.tokens import sign_link
+from worker.subscribers import privacy
 from worker.subscribers import queries as subscribers
-from worker.subscribers import service as readers
 from worker.subscribers.rules import SubscriberInput
 from worker.web import create_app
 
@@ -574,7 +574,7 @@ def test_a_reader_downloads_everything_stored_about_them(
     assert [d["status"] for d in data["deliveries"]] == ["sent"]
     assert data["deliveries"][0]["edition"] == week_of(now, rt.settings.tz)
     assert [b["kind"] for b in data["bounce_events"]] == ["soft"]
-    assert readers.export_subscriber(rt, "KATHERINE@example.com")["subscriber"]["id"] == reader.id
+    assert privacy.export_subscriber(rt, "KATHERINE@example.com")["subscriber"]["id"] == reader.id
 
 
 def test_delete_me_needs_the_box_ticked_then_erases_the_reader(
@@ -609,8 +609,8 @@ def test_an_erased_address_that_bounced_is_never_mailed_again(
 ) -> None:
     reader = add_active(rt, "edsger@example.com")
     _bounce(rt, reader, "hard")
-    assert readers.erase_subscriber(rt, "Edsger@example.com") is True
-    assert readers.erase_subscriber(rt, "edsger@example.com") is False
+    assert privacy.erase_subscriber(rt, "Edsger@example.com") is True
+    assert privacy.erase_subscriber(rt, "edsger@example.com") is False
     assert count(rt, Subscriber) == 0 and count(rt, Suppression) == 1
     with rt.session() as session:
         assert subscribers.is_suppressed(session, rt.secret_key, "edsger@example.com")

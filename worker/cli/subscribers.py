@@ -173,7 +173,7 @@ def subscribers_export() -> None:
 @subscribers_app.command("export-data")
 def subscribers_export_data(email: Annotated[str, typer.Argument(help="The address.")]) -> None:
     """Everything stored about one address, as JSON on stdout (a reader's data request)."""
-    from worker.subscribers.service import export_subscriber
+    from worker.subscribers.privacy import export_subscriber
 
     with cli_runtime() as rt:
         data = export_subscriber(rt, email)
@@ -186,7 +186,7 @@ def subscribers_erase(
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
 ) -> None:
     """Erase a subscriber's personal data (a keyed hash stays if they bounced or complained)."""
-    from worker.subscribers.service import erase_subscriber
+    from worker.subscribers.privacy import erase_subscriber
 
     if not yes and not typer.confirm(f"Erase everything stored about {email}?", err=True):
         raise typer.Exit(1)

@@ -24,6 +24,7 @@ from worker.models import Subscriber, SubscriberStatus
 from worker.runtime import Runtime
 from worker.sending.throttle import over_limit
 from worker.sending.tokens import read_link, sign_link
+from worker.subscribers import privacy
 from worker.subscribers import queries as subscribers
 from worker.subscribers import service as readers
 from worker.subscribers.rules import moves_into, split_categories
@@ -403,7 +404,7 @@ def export(token: str, request: Request, rt: RT) -> Response:
     if subscriber is None:
         return _bad_link(request, why)
     with rt.session() as session:
-        data = readers.export_data(session, subscriber)
+        data = privacy.export_data(session, subscriber)
     response = JSONResponse(
         data, headers={"Content-Disposition": f'attachment; filename="{EXPORT_FILENAME}"'}
     )
@@ -428,7 +429,7 @@ def delete(token: str, request: Request, rt: RT, confirm: Field = None) -> Respo
     with rt.session() as session, session.begin():
         current = subscribers.get_subscriber_by_token(session, subscriber.token)
         if current is not None:
-            readers.erase(session, rt.secret_key, current)
+            privacy.erase(session, rt.secret_key, current)
     return _message(
         request,
         "Your data is deleted",

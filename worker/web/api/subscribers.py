@@ -13,8 +13,8 @@ from worker.catalog import queries as catalog
 from worker.errors import NotFound
 from worker.models import Subscriber
 from worker.runtime import Runtime
+from worker.subscribers import privacy, service
 from worker.subscribers import queries as subscribers
-from worker.subscribers import service
 from worker.subscribers.rules import split_categories
 from worker.web.api.common import Limit, moment
 from worker.web.deps import operator
@@ -90,7 +90,7 @@ def list_subscribers(
 @router.get("/subscribers/{email}")
 def get_subscriber(email: Email, rt: Runtime = Depends(operator)) -> dict[str, Any]:
     """Everything stored about a subscriber: consent, preferences, deliveries, bounce events."""
-    return service.export_subscriber(rt, email)
+    return privacy.export_subscriber(rt, email)
 
 
 @router.patch("/subscribers/{email}")
@@ -111,6 +111,6 @@ def patch_subscriber(
 @router.delete("/subscribers/{email}", status_code=204)
 def delete_subscriber(email: Email, rt: Runtime = Depends(operator)) -> Response:
     """Erase a subscriber (a bounced or complained address keeps only a keyed hash)."""
-    if not service.erase_subscriber(rt, email):
+    if not privacy.erase_subscriber(rt, email):
         raise NotFound(f"no subscriber {email}")
     return Response(status_code=204)

@@ -16,8 +16,8 @@ from worker.bounces import queries as bounce_queries
 from worker.bounces.listing import list_bounce_reasons, list_recent_bounces
 from worker.catalog import queries as catalog
 from worker.models import BounceEvent, Cadence, Subscriber, SubscriberStatus
+from worker.subscribers import privacy, service
 from worker.subscribers import queries as subscribers
-from worker.subscribers import service
 from worker.subscribers.queries import Consent
 from worker.subscribers.rules import NEVER_AGAIN, can_move, split_categories
 from worker.subscribers.search import SubscriberFilter, search_subscribers
@@ -185,7 +185,7 @@ def subscriber_action(
             "Nothing was changed.",
         )
     if action == "erase":
-        service.erase_subscriber(rt, found.email)
+        privacy.erase_subscriber(rt, found.email)
         audit(request, session, "subscriber erase", target, "erased")
         return RedirectResponse("/admin/subscribers?erased=1", status_code=303)
     if action == "unsubscribe":
