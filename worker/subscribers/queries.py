@@ -1,5 +1,8 @@
 """Every query about subscribers, their consent and the suppression list.
 
+Longer than 400 lines on purpose: every statement about subscribers is named here, in one place
+for the noun, so that who may be mailed and what is kept about them can be read side by side.
+
 Functions take a ``Session`` and leave committing to the caller.
 """
 

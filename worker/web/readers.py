@@ -5,6 +5,9 @@ Links in mail carry signed tokens, never ids. Opening a link (GET) never changes
 because mail scanners open every link: only a POST from the page's button does. The subscribe
 form takes no CSRF token, so that a plain form on another site can post to it; double opt-in is
 what stops anyone subscribing someone else.
+
+The module is a little over 400 lines on purpose: every page a reader reaches from the form or
+from a link in a mail is here, so the rule above can be checked in one read.
 """
 
 from __future__ import annotations
