@@ -101,6 +101,39 @@ def refusal(request: Request, status_code: int, heading: str, text: str) -> Refu
     return Refused(page(request, "message.html", session, status_code, heading=heading, text=text))
 
 
+def confirmation(
+    request: Request,
+    session: ConsoleSession,
+    labels: dict[str, tuple[str, str]],
+    action: str,
+    *,
+    heading: str,
+    status: str,
+    allowed: Callable[[str, str], bool],
+    base_url: str,
+    danger: str,
+) -> Response:
+    """The confirmation step of an action: its label and text from ``labels``, and a button
+    that posts to ``base_url/action`` (shown only when ``allowed(action, status)``);
+    ``heading`` may name the action as ``{label}``. 404 for an action not in ``labels``."""
+    if action not in labels:
+        raise refusal(request, 404, "No such action", f"There is no action {action}.")
+    label, text = labels[action]
+    return page(
+        request,
+        "confirm.html",
+        session,
+        heading=heading.format(label=label),
+        text=text,
+        allowed=allowed(action, status),
+        status=status,
+        action_url=f"{base_url}/{action}",
+        button=label,
+        back_url=base_url,
+        danger=action == danger,
+    )
+
+
 def current_session(request: Request) -> ConsoleSession | None:
     """The caller's console session, if they are signed in."""
     rt = rt_of(request)

@@ -28,6 +28,7 @@ from worker.web.console.base import (
     ConsoleSession,
     audit,
     changing,
+    confirmation,
     page,
     refusal,
     rt_of,
@@ -171,20 +172,16 @@ def confirm_action(
 ) -> Response:
     """The confirmation step of an action (its button posts)."""
     edition = _edition(request, week)
-    if action not in ACTIONS:
-        raise refusal(request, 404, "No such action", f"There is no action {action}.")
-    return page(
+    return confirmation(
         request,
-        "confirm.html",
         session,
-        heading=f"{ACTIONS[action][0]} {edition.week}?",
-        text=ACTIONS[action][1],
-        allowed=allows(action, edition.status),
+        ACTIONS,
+        action,
+        heading=f"{{label}} {edition.week}?",
         status=edition.status,
-        action_url=f"/admin/editions/{edition.week}/{action}",
-        button=ACTIONS[action][0],
-        back_url=f"/admin/editions/{edition.week}",
-        danger=action == "cancel",
+        allowed=allows,
+        base_url=f"/admin/editions/{edition.week}",
+        danger="cancel",
     )
 
 

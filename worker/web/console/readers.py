@@ -27,6 +27,7 @@ from worker.web.console.base import (
     audit,
     changing,
     client_ip,
+    confirmation,
     page,
     refusal,
     rt_of,
@@ -146,20 +147,16 @@ def confirm_subscriber_action(
 ) -> Response:
     """The confirmation step of a subscriber action."""
     found = _subscriber(request, subscriber_id)
-    if action not in SUBSCRIBER_ACTIONS:
-        raise refusal(request, 404, "No such action", f"There is no action {action}.")
-    return page(
+    return confirmation(
         request,
-        "confirm.html",
         session,
-        heading=f"{SUBSCRIBER_ACTIONS[action][0]}: {found.email}?",
-        text=SUBSCRIBER_ACTIONS[action][1],
-        allowed=_allowed(action, found.status),
+        SUBSCRIBER_ACTIONS,
+        action,
+        heading=f"{{label}}: {found.email}?",
         status=found.status,
-        action_url=f"/admin/subscribers/{subscriber_id}/{action}",
-        button=SUBSCRIBER_ACTIONS[action][0],
-        back_url=f"/admin/subscribers/{subscriber_id}",
-        danger=action == "erase",
+        allowed=_allowed,
+        base_url=f"/admin/subscribers/{subscriber_id}",
+        danger="erase",
     )
 
 
