@@ -223,3 +223,39 @@ def test_an_edition_mail_carries_feedback_id_precedence_and_a_message_id_bounces
         parsed = ParsedBounce(findings=(), original_message_id=msg["Message-ID"])
         match = match_bounce(session, rt.secret_key, "bounces", parsed, None)
     assert match.delivery_id == delivery.id
+
+
+def test_the_headers_are_exactly_these_in_this_order() -> None:
+    mail = Renderer().render_digest("2026-W48", [_view(1, "T")])
+    prepared = prepare(mail)
+    data = build_message(
+        prepared,
+        Recipient("zoe@example.com", "", "https://n/u", "https://n/p"),
+        IDENTITY,
+        "<m1@news.example.com>",
+        NOW.replace(microsecond=123),
+        {"Feedback-ID": "a:b"},
+        "[TEST] ",
+    )
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.decode().split("\r\n") == [
+        "From: Weekly AI Tool Verdicts <verdicts@news.example.com>",
+        "To: zoe@example.com",
+        "Subject: [TEST] AI Tool Verdicts: T",
+        "Date: Fri, 27 Nov 2026 15:00:00 +0000",
+        "Message-ID: <m1@news.example.com>",
+        "MIME-Version: 1.0",
+        "List-Id: Weekly AI Tool Verdicts <verdicts.news.example.com>",
+        "List-Unsubscribe: <https://n/u>",
+        "List-Unsubscribe-Post: List-Unsubscribe=One-Click",
+        "Precedence: bulk",
+        "Auto-Submitted: auto-generated",
+        "Feedback-ID: a:b",
+        "Content-Type: multipart/alternative;",
+        f' boundary="{prepared.boundary}"',
+    ]
+    assert body.startswith(f"--{prepared.boundary}\r\n".encode())
+    assert body.rstrip().endswith(f"--{prepared.boundary}--".encode())
+    parsed = message_from_bytes(data, policy=policy.default)
+    plain = parsed.get_body(("plain",))  # type: ignore[attr-defined]
+    assert plain is not None and "Hi there," in plain.get_content()  # no name: "there"
