@@ -259,3 +259,44 @@ def test_the_headers_are_exactly_these_in_this_order() -> None:
     parsed = message_from_bytes(data, policy=policy.default)
     plain = parsed.get_body(("plain",))  # type: ignore[attr-defined]
     assert plain is not None and "Hi there," in plain.get_content()  # no name: "there"
+
+
+@pytest.mark.parametrize(
+    ("name", "address"),
+    [("Eve\nBcc: x@example.com", "e@example.com"), ("Eve\r", "e@example.com"),
+     ("", "e@example.com\nBcc: x@example.com"), ("", "e@example.com\r")],
+)  # fmt: skip
+def test_a_line_break_in_a_name_or_address_never_reaches_the_headers(
+    name: str, address: str
+) -> None:
+    mail = Renderer().render_digest("2026-W48", [_view(1, "T")])
+    with pytest.raises(ValueError):
+        build_message(mail, Recipient(address, name, "u", "p"), IDENTITY, "<m@x>", NOW)
+
+
+@pytest.mark.parametrize("subject_prefix", ["\n", "\r", "x\r\nBcc: y@example.com"])
+def test_a_line_break_in_a_header_value_is_refused(subject_prefix: str) -> None:
+    mail = Renderer().render_digest("2026-W48", [_view(1, "T")])
+    recipient = Recipient("e@example.com", "", "u", "p")
+    with pytest.raises(ValueError, match="line break in a header value"):
+        build_message(mail, recipient, IDENTITY, "<m@x>", NOW, subject_prefix=subject_prefix)
+
+
+@pytest.mark.parametrize(
+    ("text", "encoded"),
+    [
+        (".hidden\n", b"=2Ehidden\r\n"),  # a leading dot would be eaten by SMTP
+        ("a\n.b\n", b"a\r\n=2Eb\r\n"),
+        ("..\n", b"=2E.\r\n"),
+        ("café\n", b"caf=C3=A9\r\n"),
+        ("x \n", b"x=20\r\n"),  # trailing space kept
+    ],
+)
+def test_quoted_printable_escapes_what_smtp_would_change(text: str, encoded: bytes) -> None:
+    assert _qp(text) == encoded
+
+
+def test_a_name_is_quoted_as_utf8_and_a_bare_address_is_left_alone() -> None:
+    mail = Renderer().render_digest("2026-W48", [_view(1, "T")])
+    named = build_message(mail, Recipient("z@example.com", "Zoë", "u", "p"), IDENTITY, "<m@x>", NOW)
+    assert b"\r\nTo: =?utf-8?q?Zo=C3=AB?= <z@example.com>\r\n" in named
