@@ -300,3 +300,32 @@ def test_a_name_is_quoted_as_utf8_and_a_bare_address_is_left_alone() -> None:
     mail = Renderer().render_digest("2026-W48", [_view(1, "T")])
     named = build_message(mail, Recipient("z@example.com", "Zoë", "u", "p"), IDENTITY, "<m@x>", NOW)
     assert b"\r\nTo: =?utf-8?q?Zo=C3=AB?= <z@example.com>\r\n" in named
+
+
+def test_a_message_id_is_the_delivery_the_week_and_a_keyed_mac() -> None:
+    import hashlib
+    import hmac
+
+    mac = hmac.new(b"secret-a", b"message-id:7:token-2", hashlib.sha256).hexdigest()[:16]
+    assert message_id_for(7, "2026-W48", "news.example.com", "secret-a", "token-2") == (
+        f"<d7.2026-W48.{mac}@news.example.com>"
+    )
+
+
+def test_a_long_subject_is_folded_into_lines_of_at_most_76_characters() -> None:
+    mail = Renderer().render_digest("2026-W48", [_view(1, "Zoë " * 40)])
+    data = build_message(mail, Recipient("z@example.com", "", "u", "p"), IDENTITY, "<m@x>", NOW)
+    head = data.partition(b"\r\n\r\n")[0].decode()
+    subject = head[head.index("Subject:") : head.index("\r\nDate:")]
+    lines = subject.removeprefix("Subject: ").split("\r\n")
+    assert len(lines) > 1 and all(len(line.strip()) <= 76 for line in lines)
+    assert all(line.startswith(" ") for line in lines[1:])  # folded, not broken
+
+
+def test_the_parts_are_separated_by_a_line_break_before_each_boundary() -> None:
+    mail = Renderer().render_digest("2026-W48", [_view(1, "T")])
+    prepared = prepare(mail)
+    data = build_message(prepared, Recipient("z@example.com", "", "u", "p"), IDENTITY, "<m@x>", NOW)
+    body = data.partition(b"\r\n\r\n")[2]
+    assert body.count(f"\r\n--{prepared.boundary}\r\n".encode()) == 1  # before the HTML part
+    assert body.endswith(f"\r\n--{prepared.boundary}--\r\n".encode())
