@@ -223,3 +223,109 @@ def test_an_edition_mail_carries_feedback_id_precedence_and_a_message_id_bounces
         parsed = ParsedBounce(findings=(), original_message_id=msg["Message-ID"])
         match = match_bounce(session, rt.secret_key, "bounces", parsed, None)
     assert match.delivery_id == delivery.id
+
+
+def test_the_headers_are_exactly_these_in_this_order() -> None:
+    mail = Renderer().render_digest("2026-W48", [_view(1, "T")])
+    prepared = prepare(mail)
+    data = build_message(
+        prepared,
+        Recipient("zoe@example.com", "", "https://n/u", "https://n/p"),
+        IDENTITY,
+        "<m1@news.example.com>",
+        NOW.replace(microsecond=123),
+        {"Feedback-ID": "a:b"},
+        "[TEST] ",
+    )
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.decode().split("\r\n") == [
+        "From: Weekly AI Tool Verdicts <verdicts@news.example.com>",
+        "To: zoe@example.com",
+        "Subject: [TEST] AI Tool Verdicts: T",
+        "Date: Fri, 27 Nov 2026 15:00:00 +0000",
+        "Message-ID: <m1@news.example.com>",
+        "MIME-Version: 1.0",
+        "List-Id: Weekly AI Tool Verdicts <verdicts.news.example.com>",
+        "List-Unsubscribe: <https://n/u>",
+        "List-Unsubscribe-Post: List-Unsubscribe=One-Click",
+        "Precedence: bulk",
+        "Auto-Submitted: auto-generated",
+        "Feedback-ID: a:b",
+        "Content-Type: multipart/alternative;",
+        f' boundary="{prepared.boundary}"',
+    ]
+    assert body.startswith(f"--{prepared.boundary}\r\n".encode())
+    assert body.rstrip().endswith(f"--{prepared.boundary}--".encode())
+    parsed = message_from_bytes(data, policy=policy.default)
+    plain = parsed.get_body(("plain",))  # type: ignore[attr-defined]
+    assert plain is not None and "Hi there," in plain.get_content()  # no name: "there"
+
+
+@pytest.mark.parametrize(
+    ("name", "address"),
+    [("Eve\nBcc: x@example.com", "e@example.com"), ("Eve\r", "e@example.com"),
+     ("", "e@example.com\nBcc: x@example.com"), ("", "e@example.com\r")],
+)  # fmt: skip
+def test_a_line_break_in_a_name_or_address_never_reaches_the_headers(
+    name: str, address: str
+) -> None:
+    mail = Renderer().render_digest("2026-W48", [_view(1, "T")])
+    with pytest.raises(ValueError):
+        build_message(mail, Recipient(address, name, "u", "p"), IDENTITY, "<m@x>", NOW)
+
+
+@pytest.mark.parametrize("subject_prefix", ["\n", "\r", "x\r\nBcc: y@example.com"])
+def test_a_line_break_in_a_header_value_is_refused(subject_prefix: str) -> None:
+    mail = Renderer().render_digest("2026-W48", [_view(1, "T")])
+    recipient = Recipient("e@example.com", "", "u", "p")
+    with pytest.raises(ValueError, match="line break in a header value"):
+        build_message(mail, recipient, IDENTITY, "<m@x>", NOW, subject_prefix=subject_prefix)
+
+
+@pytest.mark.parametrize(
+    ("text", "encoded"),
+    [
+        (".hidden\n", b"=2Ehidden\r\n"),  # a leading dot would be eaten by SMTP
+        ("a\n.b\n", b"a\r\n=2Eb\r\n"),
+        ("..\n", b"=2E.\r\n"),
+        ("café\n", b"caf=C3=A9\r\n"),
+        ("x \n", b"x=20\r\n"),  # trailing space kept
+    ],
+)
+def test_quoted_printable_escapes_what_smtp_would_change(text: str, encoded: bytes) -> None:
+    assert _qp(text) == encoded
+
+
+def test_a_name_is_quoted_as_utf8_and_a_bare_address_is_left_alone() -> None:
+    mail = Renderer().render_digest("2026-W48", [_view(1, "T")])
+    named = build_message(mail, Recipient("z@example.com", "Zoë", "u", "p"), IDENTITY, "<m@x>", NOW)
+    assert b"\r\nTo: =?utf-8?q?Zo=C3=AB?= <z@example.com>\r\n" in named
+
+
+def test_a_message_id_is_the_delivery_the_week_and_a_keyed_mac() -> None:
+    import hashlib
+    import hmac
+
+    mac = hmac.new(b"secret-a", b"message-id:7:token-2", hashlib.sha256).hexdigest()[:16]
+    assert message_id_for(7, "2026-W48", "news.example.com", "secret-a", "token-2") == (
+        f"<d7.2026-W48.{mac}@news.example.com>"
+    )
+
+
+def test_a_long_subject_is_folded_into_lines_of_at_most_76_characters() -> None:
+    mail = Renderer().render_digest("2026-W48", [_view(1, "Zoë " * 40)])
+    data = build_message(mail, Recipient("z@example.com", "", "u", "p"), IDENTITY, "<m@x>", NOW)
+    head = data.partition(b"\r\n\r\n")[0].decode()
+    subject = head[head.index("Subject:") : head.index("\r\nDate:")]
+    lines = subject.removeprefix("Subject: ").split("\r\n")
+    assert len(lines) > 1 and all(len(line.strip()) <= 76 for line in lines)
+    assert all(line.startswith(" ") for line in lines[1:])  # folded, not broken
+
+
+def test_the_parts_are_separated_by_a_line_break_before_each_boundary() -> None:
+    mail = Renderer().render_digest("2026-W48", [_view(1, "T")])
+    prepared = prepare(mail)
+    data = build_message(prepared, Recipient("z@example.com", "", "u", "p"), IDENTITY, "<m@x>", NOW)
+    body = data.partition(b"\r\n\r\n")[2]
+    assert body.count(f"\r\n--{prepared.boundary}\r\n".encode()) == 1  # before the HTML part
+    assert body.endswith(f"\r\n--{prepared.boundary}--\r\n".encode())

@@ -217,3 +217,14 @@ def test_the_fetcher_does_not_follow_redirects(http_base: str) -> None:
 
     with pytest.raises(httpx.HTTPStatusError):
         sns.fetch_https(f"{http_base}/redirect.pem")
+
+
+def test_a_notification_without_a_subject_still_has_every_other_field_checked() -> None:
+    envelope = {k: v for k, v in sns_vector(UNSUBSCRIBED).items() if k != "TopicArn"}
+    envelope.update(Type="Notification", Message="{}")
+    envelope.pop("Subject", None)
+    import json
+
+    with pytest.raises(WebhookPayloadError) as info:
+        sns.load_envelope(json.dumps(envelope).encode())
+    assert str(info.value) == "ses: SNS field TopicArn is missing or not a string"
