@@ -435,3 +435,57 @@ def test_an_unexpected_failure_is_a_500_problem_under_the_api_only(rt: Runtime) 
         page = client.get("/subscribe")
         assert page.status_code == 500
         assert page.headers["content-type"].startswith("text/html")
+
+
+# --- an edition's own intro -----------------------------------------------------------------
+
+
+def test_an_edition_carries_the_intro_the_operator_gave_it(rt: Runtime, smtp: SmtpHandler) -> None:
+    from tests.test_readers import text_of
+    from worker.supervisor import running_worker
+
+    week = with_comparison(rt)
+    subscribe(rt, ("ada@example.com", "Ada", ()))
+    intro = "Two editors shipped this week; the third is still on the fence."
+    with (
+        TestClient(create_app(rt.settings, rt)) as api,
+        running_worker(rt, threads=2, sweep=False) as (_actors, worker),
+    ):
+        api.headers["Authorization"] = f"Bearer {rt.settings.operator_token}"
+        created = api.post("/api/editions", json={"week": week, "intro": "A first draft."})
+        assert created.status_code == 201
+        changed = api.patch(f"/api/editions/{week}", json={"intro": f"  {intro}  "})
+        assert (changed.status_code, changed.json()["intro"]) == (200, intro)
+        assert intro in api.get(f"/api/editions/{week}/preview").text
+        assert api.post(f"/api/editions/{week}/send").status_code == 200
+        for _ in range(3):
+            for queue in sorted(rt.broker.get_declared_queues()):
+                rt.broker.join(queue, timeout=60_000)
+            worker.join()
+        # Once mail went out, every reader of the edition reads the same intro.
+        late = assert_problem(api.patch(f"/api/editions/{week}", json={"intro": "Later."}), 409)
+        assert "draft or paused" in late["detail"]
+    [mail] = smtp.to("ada@example.com")
+    assert intro in " ".join(text_of(mail).split())
+    assert intro in text_of(mail, "html")
+    assert "A first draft." not in text_of(mail, "html")
+
+
+@pytest.mark.parametrize(
+    "intro,problem",
+    [
+        ("one line\nand another", "one line only"),
+        ("x" * 501, "at most 500"),
+    ],
+)
+def test_a_bad_intro_is_a_422_naming_it_and_changes_nothing(
+    api: TestClient, rt: Runtime, intro: str, problem: str
+) -> None:
+    week = with_comparison(rt)
+    assert api.post("/api/editions", json={"week": week, "intro": "Kept."}).status_code == 201
+    body = assert_problem(api.patch(f"/api/editions/{week}", json={"intro": intro}), 422)
+    assert body["field"] == "intro"
+    assert problem in body["detail"]
+    with rt.session() as session:
+        edition = sending.get_edition(session, week)
+    assert edition is not None and edition.intro == "Kept."

@@ -20,13 +20,17 @@ EDITION_INFO_TTL_S = 1.0
 """How stale a worker's view of an edition's status may be: a pause takes effect this fast."""
 
 
+MailKey = tuple[str, tuple[int, ...], bool, str]
+
+
 class EditionCache:
     """One process's memory of editions (see the module docstring)."""
 
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
         self._lock = threading.Lock()
-        self._mails: OrderedDict[tuple[str, tuple[int, ...], bool], PreparedMail] = OrderedDict()
+        # (week, comparison ids, alert for a reader who follows all, intro) -> compiled mail
+        self._mails: OrderedDict[MailKey, PreparedMail] = OrderedDict()
         self._editions: dict[int, tuple[float, sending.EditionInfo]] = {}
         self._planned: dict[int, list[Candidate]] = {}
 
@@ -69,10 +73,12 @@ class EditionCache:
         comparison_ids: tuple[int, ...],
         kind: str = "digest",
         follows_all: bool = False,
+        intro: str = "",
     ) -> PreparedMail:
         """The compiled mail for this set of comparisons, rendered once per process; an alert
-        is worded for a reader who follows every category when ``follows_all``."""
-        cache_key = (week, comparison_ids, follows_all and kind == "alert")
+        is worded for a reader who follows every category when ``follows_all``; a digest
+        carries the edition's own ``intro`` when it has one, else the configured one."""
+        cache_key = (week, comparison_ids, follows_all and kind == "alert", intro)
         with self._lock:
             mail = self._mails.get(cache_key)
             if mail is not None:
@@ -83,7 +89,7 @@ class EditionCache:
         if kind == "alert":
             mail = prepare(self.rt.renderer.render_alert(views, key=week, follows_all=follows_all))
         else:
-            mail = prepare(self.rt.renderer.render_digest(week, views))
+            mail = prepare(self.rt.renderer.render_digest(week, views, intro or None))
         with self._lock:
             self._mails[cache_key] = mail
             while len(self._mails) > MAIL_CACHE_SIZE:

@@ -15,6 +15,7 @@ from worker.catalog import queries as catalog
 from worker.dispatch import Dispatch
 from worker.errors import (
     Conflict,
+    InputError,
     NotFound,
 )
 from worker.models import (
@@ -111,11 +112,14 @@ def plan(rt: Runtime, week: str, now: datetime) -> list[int]:
     return [c.id for c in chosen]
 
 
-def preview_html(rt: Runtime, week: str, comparison_ids: list[int]) -> tuple[str, str]:
-    """Subject and HTML of the full digest (every comparison), with sample slot values."""
+def preview_html(
+    rt: Runtime, week: str, comparison_ids: list[int], intro: str = ""
+) -> tuple[str, str]:
+    """Subject and HTML of the full digest (every comparison), with sample slot values;
+    ``intro`` is the edition's own ("": the configured one)."""
     with rt.session() as session:
         views = catalog.get_comparison_views(session, comparison_ids)
-    mail = rt.renderer.render_digest(week, views)
+    mail = rt.renderer.render_digest(week, views, intro or None)
     return mail.subject, mail.html.fill(sample_values(rt.settings.public_url), escape=True)
 
 
@@ -297,13 +301,50 @@ def status(rt: Runtime, week: str) -> EditionStatusView:
     )
 
 
+INTRO_MAX = 500
+INTRO_EDITABLE = (EditionStatus.draft.value, EditionStatus.paused.value)
+"""An intro changes only before the first mail or while paused: every reader of an edition
+reads the same one."""
+
+
+def clean_intro(intro: str) -> str:
+    """The editor's line as stored: one line, trimmed, at most INTRO_MAX characters
+    (InputError naming what is wrong otherwise); "" means the NEWSLETTER_EDITION_INTRO default."""
+    text = " ".join(intro.split())
+    if any(ch in intro for ch in "\r\n"):
+        raise InputError("intro: one line only")
+    if len(text) > INTRO_MAX:
+        raise InputError(f"intro: at most {INTRO_MAX} characters ({len(text)} given)")
+    return text
+
+
+def set_intro(rt: Runtime, week: str, intro: str) -> str:
+    """Give an edition its own one-line intro (draft or paused only: Conflict otherwise)."""
+    text = clean_intro(intro)
+    edition = get_edition(rt, week)
+    assert edition.id is not None
+    html = edition.html
+    if edition.kind != "alert":
+        ids = [c.id for c in editions_of(rt).planned(edition.id)]
+        _subject, html = preview_html(rt, edition.week, ids, text)
+    with rt.session() as session, session.begin():
+        changed = sending.mark_edition_intro(session, edition.id, text, html, INTRO_EDITABLE)
+    if not changed:
+        raise Conflict(
+            f"the {edition.week} edition is {edition.status}: its intro can change only while"
+            " it is a draft or paused"
+        )
+    editions_of(rt).forget_edition(edition.id or 0)
+    return text
+
+
 def test_send(rt: Runtime, email: str, week: str, now: datetime) -> str:
     """Send the week's digest to one address now: no delivery row, ``[TEST]`` subject."""
     edition, _ = ensure_edition(rt, week, now)
     if edition is None or edition.id is None:
         raise NotFound(f"nothing to send for {week}: no comparisons in that week")
     ids = [c.id for c in editions_of(rt).planned(edition.id)]
-    mail = editions_of(rt).mail_for(week, tuple(ids), edition.kind)
+    mail = editions_of(rt).mail_for(week, tuple(ids), edition.kind, intro=edition.intro)
     values = sample_values(rt.settings.public_url)
     with rt.session() as session:
         known = subscribers.get_subscriber_by_email(session, email)
@@ -351,9 +392,9 @@ def preview_as(rt: Runtime, week: str, categories: str, name: str = "") -> Previ
     with rt.session() as session:
         views = catalog.get_comparison_views(session, picks)
     if edition.kind == "alert":
-        mail = rt.renderer.render_alert(views[0])
+        mail = rt.renderer.render_alert(views, key=edition.week)
     else:
-        mail = rt.renderer.render_digest(edition.week, views)
+        mail = rt.renderer.render_digest(edition.week, views, edition.intro or None)
     values = {**sample_values(rt.settings.public_url), "name": name, "greeting_name": name}
     if not name:
         values["greeting_name"] = "there"

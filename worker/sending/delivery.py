@@ -150,7 +150,7 @@ def _build(rt: Runtime, claim: Claim, edition: EditionInfo) -> tuple[str, str, b
     """The envelope sender, Message-ID and bytes of a claimed delivery's message."""
     picks = editions_of(rt).picks_for(claim.edition_id, claim.categories)
     follows_all = not split_categories(claim.categories)
-    mail = editions_of(rt).mail_for(edition.week, picks, edition.kind, follows_all)
+    mail = editions_of(rt).mail_for(edition.week, picks, edition.kind, follows_all, edition.intro)
     unsubscribe_url, preferences_url = links_for(rt, claim.token)
     token = verp_token(rt.secret_key, claim.delivery_id)
     message_id = message_id_for(

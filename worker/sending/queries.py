@@ -214,6 +214,19 @@ def mark_edition_paused(session: Session, edition_id: int, reason: str) -> bool:
     return bool(result.rowcount)
 
 
+def mark_edition_intro(
+    session: Session, edition_id: int, intro: str, html: str, statuses: Sequence[str]
+) -> bool:
+    """Set an edition's intro (and its preview HTML) if its status is one of ``statuses``;
+    True if it changed."""
+    result = session.execute(
+        update(Edition)
+        .where(Edition.id == edition_id, Edition.status.in_(statuses))
+        .values(intro=intro, html=html)
+    )
+    return bool(result.rowcount)
+
+
 ATTEMPTED = (DeliveryStatus.sent.value, DeliveryStatus.bounced.value, DeliveryStatus.failed.value)
 """Statuses a delivery reaches only through an attempt at the server."""
 
@@ -391,6 +404,8 @@ class EditionInfo:
     week: str
     kind: str
     status: str
+    intro: str = ""
+    """The editor's line for this edition ("": the NEWSLETTER_EDITION_INTRO default)."""
 
 
 # The two statements of the delivery hot path are run on the driver's cursor: SQLAlchemy's
@@ -435,7 +450,7 @@ def _placeholder(conn: Connection) -> str:
     return "?" if conn.dialect.paramstyle == "qmark" else "%s"
 
 
-_EDITION_INFO = select(Edition.week, Edition.kind, Edition.status).where(
+_EDITION_INFO = select(Edition.week, Edition.kind, Edition.status, Edition.intro).where(
     Edition.id == bindparam("edition_id")
 )
 
@@ -517,9 +532,9 @@ def mark_sent(conn: Connection, sent: list[tuple[int, str]], when: datetime) -> 
 
 
 def get_edition_info(conn: Connection | Session, edition_id: int) -> EditionInfo:
-    """Week, kind and status of an edition."""
+    """Week, kind, status and intro of an edition."""
     row = conn.execute(_EDITION_INFO, {"edition_id": edition_id}).one()
-    return EditionInfo(week=row.week, kind=row.kind, status=row.status)
+    return EditionInfo(week=row.week, kind=row.kind, status=row.status, intro=row.intro or "")
 
 
 def mark_delivery(

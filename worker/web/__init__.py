@@ -68,7 +68,7 @@ def create_app(settings: Settings, rt: Runtime | None = None) -> FastAPI:
 
     @app.get("/metrics", tags=["health"])
     def metrics(runtime: Runtime = Depends(metrics_reader)) -> Response:
-        """Prometheus text exposition (bearer: the metrics token when set, else the operator token)."""
+        """Prometheus text exposition (bearer: the metrics token if set, else the operator one)."""
         body, content_type = render_metrics(runtime)
         return Response(body, media_type=content_type)
 

@@ -23,6 +23,19 @@ router = APIRouter(tags=["editions"])
 
 class WeekBody(BaseModel):
     week: str = Field(pattern=r"^\d{4}-W\d{2}$", examples=["2026-W48"])
+    intro: str | None = Field(
+        default=None,
+        max_length=control.INTRO_MAX,
+        description="The editor's one-line intro for this edition (default: the configured one).",
+    )
+
+
+class EditionChanges(BaseModel):
+    intro: str = Field(
+        max_length=control.INTRO_MAX,
+        description='The editor\'s one-line intro; "" goes back to the configured one. Only '
+        "while the edition is a draft or paused.",
+    )
 
 
 def edition_json(rt: Runtime, edition: Edition) -> dict[str, Any]:
@@ -60,7 +73,26 @@ def post_edition(body: WeekBody, rt: Runtime = Depends(operator)) -> JSONRespons
     edition, created = control.ensure_edition(rt, week, utcnow())
     if edition is None:
         raise FieldError({"week": f"nothing to send for {week}: no new comparisons in that week"})
+    if body.intro is not None:
+        _set_intro(rt, week, body.intro)
     return JSONResponse(control.status(rt, week).as_json(), status_code=201 if created else 200)
+
+
+def _set_intro(rt: Runtime, week: str, intro: str) -> str:
+    try:
+        return control.set_intro(rt, week, intro)
+    except InputError as exc:
+        raise FieldError({"intro": str(exc).removeprefix("intro: ")}) from None
+
+
+@router.patch("/editions/{week}")
+def patch_edition(
+    week: Week, body: EditionChanges, rt: Runtime = Depends(operator)
+) -> dict[str, Any]:
+    """Change an edition's intro (a draft or a paused edition; 409 otherwise)."""
+    week = week_of_path(rt, week)
+    intro = _set_intro(rt, week, body.intro)
+    return {**control.status(rt, week).as_json(), "intro": intro}
 
 
 @router.get("/editions/{week}")
