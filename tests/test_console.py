@@ -547,3 +547,25 @@ def test_an_alert_is_listed_previewed_and_test_sent_as_an_alert(
     assert answer.status_code == 303
     [received] = smtp.to("ed@example.com")
     assert received.message["Subject"].startswith("[TEST] New verdict")
+
+
+def test_a_draft_takes_an_intro_from_its_page_and_a_sent_edition_refuses_one(
+    client: TestClient, rt: Runtime, signed_in: str, worker: Callable[[], None]
+) -> None:
+    week = draft(rt)
+    assert 'name="intro"' in client.get(f"/admin/editions/{week}").text
+    intro = "Three tools this week, and one clear winner for writers."
+    assert post(client, f"/admin/editions/{week}/intro", None, intro=intro).status_code == 403
+    assert control.get_edition(rt, week).intro == ""
+    assert post(client, f"/admin/editions/{week}/intro", signed_in, intro=intro).status_code == 303
+    assert control.get_edition(rt, week).intro == intro
+    assert "edition intro" in audit_actions(rt)
+    refused = post(client, f"/admin/editions/{week}/intro", signed_in, intro="a\nb")
+    assert refused.status_code == 422 and "one line only" in refused.text
+    assert post(client, f"/admin/editions/{week}/send", signed_in).status_code == 303
+    worker()
+    late = post(client, f"/admin/editions/{week}/intro", signed_in, intro="Too late.")
+    assert late.status_code == 409 and "draft or paused" in late.text
+    assert control.get_edition(rt, week).intro == intro
+    page = client.get(f"/admin/editions/{week}").text
+    assert intro in page and 'name="intro"' not in page

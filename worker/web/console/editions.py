@@ -150,7 +150,8 @@ def edition_page(
         kinds=kinds,
         events=events,
         carried=carried,
-        done=done if done in ACTIONS or done == "test-send" else "",
+        done=done if done in ACTIONS or done in ("test-send", "intro") else "",
+        intro_editable=edition.status in control.INTRO_EDITABLE,
         duration=views.duration,
         **_edition_details(request, edition),
     )
@@ -249,7 +250,26 @@ def test_send(
     )
 
 
-# Last: "/editions/{week}/{action}" would otherwise take "test-send" for an action.
+@router.post("/editions/{week}/intro", name="console_edition_intro")
+def edition_intro(
+    request: Request,
+    week: str,
+    intro: Annotated[str, Form()] = "",
+    session: ConsoleSession = Depends(changing),
+) -> Response:
+    """Give a draft or paused edition its own one-line intro."""
+    edition = _edition(request, week)
+    try:
+        text = control.set_intro(rt_of(request), edition.week, intro)
+    except InputError as exc:
+        raise refusal(request, 422, "Not saved", str(exc)) from None
+    except NewsletterError as exc:
+        raise refusal(request, 409, "Not saved", str(exc)) from None
+    audit(request, session, "edition intro", edition.week, text or "(the configured one)")
+    return RedirectResponse(f"/admin/editions/{edition.week}?done=intro", status_code=303)
+
+
+# Last: "/editions/{week}/{action}" would otherwise take "test-send" or "intro" for an action.
 @router.post("/editions/{week}/{action}", name="console_edition_action")
 def edition_action(
     request: Request, week: str, action: str, session: ConsoleSession = Depends(changing)
