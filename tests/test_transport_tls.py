@@ -66,6 +66,8 @@ class Recorder:
         data = envelope.original_content or envelope.content
         assert isinstance(data, bytes)
         login = session.auth_data if session.authenticated else None
+        assert server.transport is not None
+        encrypted = server.transport.get_extra_info("ssl_object") is not None
         with self.lock:
             self.messages.append(
                 Seen(
@@ -73,7 +75,7 @@ class Recorder:
                     list(envelope.rcpt_tos),
                     envelope.smtp_utf8,
                     data,
-                    server.transport.get_extra_info("ssl_object") is not None,
+                    encrypted,
                     login.decode() if isinstance(login, bytes) else login,
                 )
             )
