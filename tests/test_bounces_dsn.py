@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from worker.bounces import KINDS
+from worker.bounces import KINDS, BounceFinding
 from worker.bounces.dsn import parse_bounce
 from worker.errors import BounceParseError
 
@@ -140,3 +140,311 @@ def test_a_ten_megabyte_bounce_still_parses_quickly() -> None:
     parsed = parse_bounce(raw)
     assert time.monotonic() - started < 5
     assert [(f.recipient, f.kind) for f in parsed.findings] == [("alice@example.com", "hard")]
+
+
+# --- shapes and fields the corpus does not reach -------------------------------------------------
+# Written for these tests in the shapes MTAs send; each row names the rule it pins.
+
+HUMAN = (
+    "This is the mail system at host mx.example.net.\n\n"
+    "I'm sorry to have to inform you that your message could not\n"
+    "be delivered to one or more recipients.\n"
+)
+RETURNED = (
+    "From: news@news.example.com\nTo: ann@example.com\n"
+    "Message-ID: <d1.x@news.example.com>\nX-Newsletter-Delivery: d1.x\nSubject: This week\n"
+)
+
+
+def _crlf(text: str) -> bytes:
+    return text.replace("\n", "\r\n").encode()
+
+
+def _report(blocks: str, human: str = HUMAN, per_message: str = "", boundary: str = "B") -> str:
+    """A multipart/report DSN (RFC 3464) as Postfix lays it out, with the recipient ``blocks``."""
+    return (
+        "From: MAILER-DAEMON@mx.example.net (Mail Delivery System)\n"
+        "To: bounces+d1.x@news.example.com\n"
+        "Subject: Undelivered Mail Returned to Sender\n"
+        "Message-ID: <n1@mx.example.net>\n"
+        "MIME-Version: 1.0\n"
+        f'Content-Type: multipart/report; report-type=delivery-status; boundary="{boundary}"\n\n'
+        f"--{boundary}\nContent-Type: text/plain; charset=us-ascii\n\n{human}\n"
+        f"--{boundary}\nContent-Type: message/delivery-status\n\n"
+        f"Reporting-MTA: dns; mx.example.net\n{per_message}\n{blocks}\n"
+        f"--{boundary}\nContent-Type: text/rfc822-headers\n\n{RETURNED}\n"
+        f"--{boundary}--\n"
+    )
+
+
+def _loose(body: str) -> str:
+    """A gateway's DSN sent as one text/plain body: the human text, then the DSN fields."""
+    return (
+        "From: postmaster@gw.example.org\n"
+        "To: bounces+d2.y@news.example.com\n"
+        "Subject: Delivery Status Notification (Failure)\n"
+        "Message-ID: <n2@gw.example.org>\n"
+        "Content-Type: text/plain; charset=us-ascii\n\n"
+        "This is an automatically generated Delivery Status Notification.\n\n"
+        f"{body}\nReporting-MTA: dns; gw.example.org\n"
+        "Arrival-Date: Mon, 30 Nov 2026 09:12:01 +0000\n\n"
+    )
+
+
+def _forwarded(*attachments: str) -> str:
+    """A helpdesk forwarding what reached the shared inbox, each message attached whole."""
+    parts = "".join(f"--F\nContent-Type: message/rfc822\n\n{a}\n" for a in attachments)
+    return (
+        "From: Helpdesk <help@news.example.com>\n"
+        "To: bounces@news.example.com\n"
+        "Subject: Fwd: Undelivered Mail Returned to Sender\n"
+        "Message-ID: <f1@news.example.com>\n"
+        "MIME-Version: 1.0\n"
+        'Content-Type: multipart/mixed; boundary="F"\n\n'
+        "--F\nContent-Type: text/plain\n\nForwarding this from the shared inbox.\n\n"
+        f"{parts}--F--\n"
+    )
+
+
+BOB_UNKNOWN = (
+    "Final-Recipient: rfc822; bob@example.org\nAction: failed\nStatus: 5.1.1\n"
+    "Diagnostic-Code: smtp; 550 5.1.1 <bob@example.org>... User unknown\n"
+)
+BOB = BounceFinding(
+    "bob@example.org", "hard", "userunknown", "5.1.1", "550 5.1.1 <bob@example.org>... User unknown"
+)
+ANN = "Final-Recipient: rfc822; ann@example.com\n"
+EVE = "Final-Recipient: rfc822; eve@example.org"
+READER_NOTE = (
+    "From: Ann <ann@example.com>\nTo: help@news.example.com\nSubject: unsubscribe me\n\nPlease.\n"
+)
+
+SHAPES: list[tuple[str, str, list[BounceFinding]]] = [
+    (
+        "loose: a text/plain body with DSN fields, a repeated block counted once",
+        _loose(
+            "Delivery to the following recipients failed.\n\n       bob@example.org\n\n"
+            f"\n{BOB_UNKNOWN}\nFinal-Recipient: rfc822; cy@example.org\nAction: delayed\n"
+            "Status: 4.2.2\nDiagnostic-Code: smtp; 452 4.2.2 Mailbox full\n\n"
+            f"{BOB_UNKNOWN}"
+        ),
+        [
+            BOB,
+            BounceFinding(
+                "cy@example.org",
+                "soft",
+                "mailboxfull",
+                "4.2.2",
+                "452 4.2.2 Mailbox full",
+                "delayed",
+            ),
+        ],
+    ),
+    (
+        "loose: no action and no code in a notice that still retries is a delay",
+        _loose(
+            "Your message has not yet been delivered. Delivery attempts will continue.\n\n"
+            "Final-Recipient: rfc822; eve@example.org\n"
+        ),
+        # The human text is the whole body here: the text beside the address is its block.
+        [BounceFinding("eve@example.org", "soft", "expired", None, EVE, "delayed")],
+    ),
+    (
+        "loose: no Action, the status class says failed",
+        _loose("Delivery has failed.\n\nFinal-Recipient: rfc822; eve@example.org\nStatus: 5.1.1\n"),
+        [BounceFinding("eve@example.org", "hard", "userunknown", "5.1.1", f"{EVE} Status: 5.1.1")],
+    ),
+    (
+        "loose: no action and no code in a final notice is a failure",
+        _loose("Delivery has failed.\n\nFinal-Recipient: rfc822; eve@example.org\n"),
+        [BounceFinding("eve@example.org", "soft", "undefined", None, EVE, "failed")],
+    ),
+    (
+        "forwarded: the report inside a forwarded message",
+        _forwarded(_report(BOB_UNKNOWN)),
+        [BOB],
+    ),
+    (
+        "forwarded: the report is the second attachment, after a reader's note",
+        _forwarded(READER_NOTE, _report(BOB_UNKNOWN)),
+        [BOB],
+    ),
+    (
+        "Status x.0.0: the diagnostic's code of the same class is the real one",
+        _report(
+            ANN + "Action: failed\nStatus: 5.0.0\nDiagnostic-Code: smtp; 550 5.1.1 no such user\n"
+        ),
+        [
+            BounceFinding(
+                "ann@example.com", "hard", "userunknown", "5.1.1", "550 5.1.1 no such user"
+            )
+        ],
+    ),
+    (
+        "Status x.0.0: a diagnostic code of another class does not replace it",
+        _report(
+            ANN + "Action: delayed\nStatus: 4.0.0\nDiagnostic-Code: smtp; 550 5.1.1 no such user\n"
+        ),
+        [
+            BounceFinding(
+                "ann@example.com",
+                "soft",
+                "userunknown",
+                "4.0.0",
+                "550 5.1.1 no such user",
+                "delayed",
+            )
+        ],
+    ),
+    (
+        "no Status: the diagnostic's basic reply code stands in",
+        _report(ANN + "Action: failed\nDiagnostic-Code: smtp; 550 no such user here\n"),
+        [BounceFinding("ann@example.com", "hard", "userunknown", "550", "550 no such user here")],
+    ),
+    (
+        "Action: Failed (capitalised) with a 4.4.7 status: retried until it gave up",
+        _report(ANN + "Action: Failed\nStatus: 4.4.7\nDiagnostic-Code: smtp; 421 timed out\n"),
+        [BounceFinding("ann@example.com", "soft", "expired", "4.4.7", "421 timed out", "failed")],
+    ),
+    (
+        "Action: expanded (to a list) is reported as relayed, never a failure",
+        _report(ANN + "Action: expanded\nStatus: 2.0.0\n"),
+        [BounceFinding("ann@example.com", "ignored", "delivered", "2.0.0", "", "relayed")],
+    ),
+    (
+        "Action: Relayed (capitalised) to a host that sends no DSN",
+        _report(ANN + "Action: Relayed\nStatus: 2.0.0\n"),
+        [BounceFinding("ann@example.com", "ignored", "delivered", "2.0.0", "", "relayed")],
+    ),
+    (
+        "no Action and no code: a warning notice is a delay",
+        _report(ANN, human="This is a warning only: your message has been delayed.\n"),
+        [BounceFinding("ann@example.com", "soft", "expired", None, "", "delayed")],
+    ),
+    (
+        "an Action in the per-message block holds for every recipient (Boxbe)",
+        _report(ANN + "Status: 4.4.1\n", per_message="Action: failed\n"),
+        [BounceFinding("ann@example.com", "soft", "expired", "4.4.1", "", "failed")],
+    ),
+    (
+        "a status no table knows: the text beside the address gives the reason",
+        _report(
+            ANN + "Action: failed\nStatus: 5.9.9\n",
+            human="<ann@example.com>: the mailbox is full\n",
+        ),
+        [
+            BounceFinding(
+                "ann@example.com",
+                "soft",
+                "mailboxfull",
+                "5.9.9",
+                "<ann@example.com>: the mailbox is full",
+            )
+        ],
+    ),
+    (
+        "Original-Recipient is named before Final-Recipient",
+        _report(
+            "Original-Recipient: rfc822; ann@example.com\n"
+            "Final-Recipient: rfc822; ann.smith@mail.example.com\nAction: failed\nStatus: 5.1.1\n"
+        ),
+        [BounceFinding("ann@example.com", "hard", "userunknown", "5.1.1", "")],
+    ),
+    (
+        "X-Actual-Recipient when the standard fields are missing",
+        _report("X-Actual-Recipient: rfc822; ann@example.com\nAction: failed\nStatus: 5.1.1\n"),
+        [BounceFinding("ann@example.com", "hard", "userunknown", "5.1.1", "")],
+    ),
+    (
+        "field names in capitals",
+        _report(
+            "FINAL-RECIPIENT: rfc822; ann@example.com\nACTION: failed\nSTATUS: 5.2.2\n"
+            "DIAGNOSTIC-CODE: smtp; 552 5.2.2 over quota\n"
+        ),
+        [BounceFinding("ann@example.com", "soft", "mailboxfull", "5.2.2", "552 5.2.2 over quota")],
+    ),
+    (
+        "field names in lower case",
+        _report(
+            "final-recipient: rfc822; ann@example.com\naction: failed\nstatus: 5.2.2\n"
+            "diagnostic-code: smtp; 552 5.2.2 over quota\n"
+        ),
+        [BounceFinding("ann@example.com", "soft", "mailboxfull", "5.2.2", "552 5.2.2 over quota")],
+    ),
+]
+
+
+@pytest.mark.parametrize(("raw", "expected"), [r[1:] for r in SHAPES], ids=[r[0] for r in SHAPES])
+def test_each_dsn_shape_and_field_spelling_gives_its_findings(
+    raw: str, expected: list[BounceFinding]
+) -> None:
+    assert list(parse_bounce(_crlf(raw)).findings) == expected
+
+
+def _complaint(original_to: str, rcpt_to: str = "") -> bytes:
+    """An ARF report (RFC 5965) that leaves Original-Rcpt-To out unless given."""
+    return _crlf(
+        "From: feedback@fbl.example.net\n"
+        "To: bounces+d1.x@news.example.com\n"
+        "Subject: Abuse report\n"
+        "MIME-Version: 1.0\n"
+        'Content-Type: multipart/report; report-type=feedback-report; boundary="A"\n\n'
+        "--A\nContent-Type: text/plain\n\nA reader marked this message as spam.\n\n"
+        "--A\nContent-Type: message/feedback-report\n\n"
+        "Feedback-Type: abuse\nUser-Agent: ExampleFBL/1.0\nVersion: 1\n"
+        f"{rcpt_to}\n"
+        "--A\nContent-Type: message/rfc822\n\n"
+        f"From: news@news.example.com\nTo: {original_to}\n"
+        "Message-ID: <d1.x@news.example.com>\nSubject: This week\n\nHello.\n\n"
+        "--A--\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("original_to", "rcpt_to", "recipient"),
+    [
+        ("ann@example.com", "", "ann@example.com"),
+        ("redacted@example.com", "", None),
+        ("xxxxxxxx@example.com", "", None),
+        ("ann@example.com", "Original-Rcpt-To: bob@example.org\n", "bob@example.org"),
+    ],
+)
+def test_a_complaint_without_original_rcpt_to_names_the_returned_messages_reader(
+    original_to: str, rcpt_to: str, recipient: str | None
+) -> None:
+    (finding,) = parse_bounce(_complaint(original_to, rcpt_to)).findings
+    assert (finding.recipient, finding.kind, finding.action) == (
+        recipient,
+        "complaint",
+        "complaint",
+    )
+    assert finding.diagnostic == "Feedback-Type: abuse; User-Agent: ExampleFBL/1.0"
+
+
+@pytest.mark.parametrize(
+    ("headers", "verp"),
+    [
+        ("To: bounces+d1.x@news.example.com\n", ["bounces+d1.x@news.example.com"]),
+        # The first spelling of an address is kept; one name without a domain is no address.
+        (
+            "To: Bounces+D1.x@news.example.com\nDelivered-To: bounces+d1.x@news.example.com\n"
+            "X-Original-To: postmaster\nEnvelope-To: b2@news.example.com\n",
+            ["Bounces+D1.x@news.example.com", "b2@news.example.com"],
+        ),
+        ("To: undisclosed-recipients:;\n", []),
+    ],
+)
+def test_the_verp_addresses_are_where_the_bounce_was_sent_each_once(
+    headers: str, verp: list[str]
+) -> None:
+    raw = _report(BOB_UNKNOWN).replace("To: bounces+d1.x@news.example.com\n", headers, 1)
+    assert list(parse_bounce(_crlf(raw)).verp_addresses) == verp
+
+
+def test_a_message_that_is_no_bounce_is_refused_with_every_shape_named() -> None:
+    with pytest.raises(BounceParseError) as caught:
+        parse_bounce(_crlf(READER_NOTE))
+    assert str(caught.value) == (
+        "not a bounce: no delivery-status part, no feedback report, no recognised MTA format "
+        "and no auto-reply headers"
+    )
