@@ -381,6 +381,13 @@ def test_each_dsn_shape_and_field_spelling_gives_its_findings(
     assert list(parse_bounce(_crlf(raw)).findings) == expected
 
 
+def test_a_forwarded_report_names_the_message_it_returned_not_itself() -> None:
+    parsed = parse_bounce(_crlf(_forwarded(READER_NOTE, _report(BOB_UNKNOWN))))
+    assert parsed.original_message_id == "<d1.x@news.example.com>"
+    assert parsed.original_delivery_token == "d1.x"
+    assert parsed.message_id == "<f1@news.example.com>"
+
+
 def _complaint(original_to: str, rcpt_to: str = "") -> bytes:
     """An ARF report (RFC 5965) that leaves Original-Rcpt-To out unless given."""
     return _crlf(
