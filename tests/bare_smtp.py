@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 @dataclass
 class Script:
     """How a bare SMTP server answers: the greeting and EHLO reply of each connection in turn
-    (the last one repeats), the replies to MAIL, RCPT, DATA and HELO in turn (``"250 ok"``,
+    (the last one repeats), the replies to HELO, MAIL, RCPT, DATA and RSET in turn (``"250 ok"``,
     ``"354 go ahead"`` once a verb's list is used up; None: hang up without a word), and what
     follows each message's final dot: a reply after a delay, or (None) hanging up. The first
     ``idle_drops`` connections are closed by the server right after their first message, as an
@@ -97,13 +97,11 @@ class BareServer:
                 say(reply)
                 if reply.startswith("421"):
                     return
-            elif verb in ("HELO", "MAIL", "RCPT"):
+            elif verb in ("HELO", "MAIL", "RCPT", "RSET", "NOOP"):
                 reply = scripted(verb, "250 ok")
                 if reply is None:
                     return
                 say(reply)
-            elif verb in ("RSET", "NOOP"):
-                say("250 ok")
             elif verb == "DATA":
                 reply = scripted(verb, "354 go ahead")
                 if reply is None:

@@ -231,3 +231,22 @@ def test_a_reply_line_past_smtplibs_limit_is_a_temporary_smtp_error(bare: Bare) 
         _transport(bare(script)).send("s@example.com", "r@example.com", MESSAGE)
     assert _facts(info.value) == ("r@example.com", None, "SMTP error: (500, 'Line too long.')")
     assert script.messages == []
+
+
+def test_a_refusal_is_reported_even_when_the_server_hangs_up_at_rset(bare: Bare) -> None:
+    script = Script(replies={"MAIL": ["554 5.7.1 sender blocked"], "RSET": [None]})
+    transport = _transport(bare(script))
+    with pytest.raises(PermanentFailure) as info:
+        transport.send("s@example.com", "r@example.com", MESSAGE)
+    assert _facts(info.value) == ("r@example.com", 554, "5.7.1 sender blocked")
+    transport.send("s@example.com", "r2@example.com", MESSAGE)  # on a new connection
+    assert len(script.connections) == 2
+    assert script.messages == [MESSAGE]
+
+
+def test_closing_after_the_server_hung_up_raises_nothing(bare: Bare) -> None:
+    script = Script(idle_drops=1)
+    transport = _transport(bare(script))
+    transport.send("s@example.com", "r@example.com", MESSAGE)
+    transport.close()  # QUIT on a connection the server already closed
+    assert script.messages == [MESSAGE]
