@@ -102,6 +102,8 @@ class BareServer:
                 if reply is None:
                     return
                 say(reply)
+                if reply.startswith("421"):
+                    return  # RFC 5321: 421 closes the transmission channel
             elif verb == "DATA":
                 reply = scripted(verb, "354 go ahead")
                 if reply is None:

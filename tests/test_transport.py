@@ -259,3 +259,16 @@ def test_a_url_makes_an_smtp_transport_with_its_data_timeout() -> None:
     assert isinstance(smtp, SmtpTransport)
     assert smtp.target == SmtpTarget("mx.example.com", 2525, False, False, None, None)
     assert smtp.data_timeout_s == 42
+
+
+def test_the_outbox_names_a_message_without_a_message_id_after_time_and_recipient(
+    tmp_path: Path,
+) -> None:
+    outbox = OutboxTransport(tmp_path)
+    data = b"Subject: no id\r\n\r\nbody\r\n"
+    first = outbox.send("s@example.com", "r+x@example.com", data)
+    second = outbox.send("s@example.com", "r+x@example.com", data)
+    assert first != second  # two files, nothing overwritten
+    names = sorted(p.name for p in tmp_path.iterdir())  # and no temporary file left behind
+    assert [n.split(".", 1)[1] for n in names] == ["r_x_example.com.eml"] * 2
+    assert all(n.split(".", 1)[0].isdigit() for n in names)

@@ -14,7 +14,13 @@ import pytest
 from tests.bare_smtp import PIPELINING, BareServer, Script
 from tests.conftest import SmtpHandler
 from tests.imap_server import issue_certificates
-from worker.errors import DeliveryError, PermanentFailure, RecipientRefused, TemporaryFailure
+from worker.errors import (
+    ConnectionThrottled,
+    DeliveryError,
+    PermanentFailure,
+    RecipientRefused,
+    TemporaryFailure,
+)
 from worker.sending.transport import SmtpTarget, SmtpTransport
 
 MESSAGE = b"From: a@example.com\r\nTo: r@example.com\r\nSubject: hi\r\n\r\nhello\r\n"
@@ -250,3 +256,51 @@ def test_closing_after_the_server_hung_up_raises_nothing(bare: Bare) -> None:
     transport.send("s@example.com", "r@example.com", MESSAGE)
     transport.close()  # QUIT on a connection the server already closed
     assert script.messages == [MESSAGE]
+
+
+@pytest.mark.parametrize("pipelining", [True, False], ids=["pipelining", "one at a time"])
+@pytest.mark.parametrize(
+    ("verb", "reply", "error"),
+    [
+        ("RCPT", "421 4.7.0 too many errors, closing", ConnectionThrottled),
+        ("DATA", "554 5.7.1 relay access denied", PermanentFailure),
+        ("DATA", "451 4.3.0 queue full", TemporaryFailure),
+    ],
+)
+def test_a_refusal_at_rcpt_or_data_carries_its_code_and_blames_the_address_only_at_rcpt(
+    bare: Bare, pipelining: bool, verb: str, reply: str, error: type[DeliveryError]
+) -> None:
+    script = Script(ehlos=[PIPELINING if pipelining else "250 bare"], replies={verb: [reply]})
+    transport = _transport(bare(script))
+    with pytest.raises(error) as info:
+        transport.send("s@example.com", "r@example.com", MESSAGE)
+    assert type(info.value) is error  # a DATA refusal is not the address's fault
+    assert _facts(info.value) == ("r@example.com", int(reply[:3]), reply[4:])
+    transport.send("s@example.com", "r@example.com", MESSAGE)
+    assert script.messages == [MESSAGE]
+
+
+@pytest.mark.parametrize("pipelining", [True, False], ids=["pipelining", "one at a time"])
+def test_a_251_at_rcpt_will_forward_and_the_message_goes(bare: Bare, pipelining: bool) -> None:
+    script = Script(
+        ehlos=[PIPELINING if pipelining else "250 bare"],
+        replies={"RCPT": ["251 2.1.5 user not local; will forward"]},
+    )
+    assert _transport(bare(script)).send("s@example.com", "r@example.com", MESSAGE) == "ok"
+    assert script.messages == [MESSAGE]
+
+
+def test_close_says_quit_on_every_connection_it_opened(bare: Bare) -> None:
+    script = Script()
+    transport = _transport(bare(script))
+    transport.send("s@example.com", "r@example.com", MESSAGE)
+    transport.close()
+    assert script.commands[-1] == "QUIT"
+    transport.close()  # nothing left to close
+    assert script.commands.count("QUIT") == 1
+
+
+def test_the_defaults_follow_rfc_5321_and_a_421_pauses_half_a_minute() -> None:
+    transport = SmtpTransport(SmtpTarget.from_url("smtp://mx.example.com"))
+    assert (transport.command_timeout_s, transport.data_timeout_s) == (300, 600)
+    assert transport.throttle_pause_s == 30
