@@ -455,3 +455,86 @@ def test_a_message_that_is_no_bounce_is_refused_with_every_shape_named() -> None
         "not a bounce: no delivery-status part, no feedback report, no recognised MTA format "
         "and no auto-reply headers"
     )
+
+
+NOT_A_BOUNCE = (
+    "not a bounce: no delivery-status part, no feedback report, no recognised MTA format "
+    "and no auto-reply headers"
+)
+
+
+@pytest.mark.parametrize(
+    ("name", "refusal"),
+    [
+        ("binary_junk.eml", "no header section: not an RFC 5322 message (binary data?)"),
+        ("blank_lines.eml", "empty message"),
+        ("empty.eml", "empty message"),
+        ("headers_only.eml", NOT_A_BOUNCE),
+        ("headers_then_binary.eml", "binary data (NUL bytes) where mail text was expected"),
+        ("plain_message.eml", NOT_A_BOUNCE),
+        ("text_codec_charset.eml", f"{NOT_A_BOUNCE} (unknown charset 'rot13')"),
+        (
+            "truncated_mime.eml",
+            "truncated or malformed MIME (MultipartInvariantViolationDefect, "
+            "StartBoundaryNotFoundDefect): no bounce report found",
+        ),
+        ("wrong_charset.eml", f"{NOT_A_BOUNCE} (unknown charset 'x-no-such-charset')"),
+    ],
+)
+def test_each_refusal_reads_in_full(name: str, refusal: str) -> None:
+    with pytest.raises(BounceParseError) as caught:
+        parse_bounce((BAD / name).read_bytes())
+    assert str(caught.value) == refusal
+
+
+def test_a_long_message_is_read_only_as_far_as_the_report_and_says_so() -> None:
+    raw = _crlf(READER_NOTE + "x" * 75 + "\n") * 8000  # 600 KB of a reader's notes
+    with pytest.raises(BounceParseError) as caught:
+        parse_bounce(raw)
+    assert str(caught.value) == f"{NOT_A_BOUNCE} (only the first 512 KiB were read)"
+
+
+def _with_original(returned: str, human: str = HUMAN, extra_headers: str = "") -> bytes:
+    """A Postfix DSN for Bob with ``returned`` as its text/rfc822-headers part (none if empty)."""
+    raw = _report(BOB_UNKNOWN, human=human).replace(RETURNED, returned, 1)
+    if not returned:
+        raw = raw.replace("--B\nContent-Type: text/rfc822-headers\n\n\n", "", 1)
+    return _crlf(raw.replace("MIME-Version: 1.0\n", f"MIME-Version: 1.0\n{extra_headers}", 1))
+
+
+@pytest.mark.parametrize(
+    ("raw", "message_id", "token"),
+    [
+        (_with_original(RETURNED), "<d1.x@news.example.com>", "d1.x"),
+        (
+            _with_original(
+                "Message-ID: (ours) <d9.q@news.example.com> \nX-Newsletter-Delivery: a b\n"
+            ),
+            "<d9.q@news.example.com>",
+            None,  # a token is one word of printable ASCII
+        ),
+        (
+            _with_original(
+                "",
+                human=f"{HUMAN}\n> Message-ID: <d5.w@news.example.com>\n"
+                "> X-Newsletter-Delivery: d5.w\n",
+            ),
+            "<d5.w@news.example.com>",
+            "d5.w",
+        ),
+        (
+            _with_original("", extra_headers="In-Reply-To: <d6.v@news.example.com>\n"),
+            "<d6.v@news.example.com>",
+            None,
+        ),
+        (_with_original("Subject: no ids here\n"), None, None),
+    ],
+    ids=["attached headers", "ids to clean", "quoted in the text", "In-Reply-To", "none"],
+)
+def test_the_original_message_is_named_from_its_headers_else_the_quoted_text_else_in_reply_to(
+    raw: bytes, message_id: str | None, token: str | None
+) -> None:
+    parsed = parse_bounce(raw)
+    assert parsed.findings == (BOB,)
+    assert (parsed.original_message_id, parsed.original_delivery_token) == (message_id, token)
+    assert parsed.message_id == "<n1@mx.example.net>"
