@@ -343,6 +343,62 @@ SHAPES: list[tuple[str, str, list[BounceFinding]]] = [
         ],
     ),
     (
+        "words after the status code are evidence and shown",
+        _report(ANN + "Action: failed\nStatus: 5.0.0 (permanent failure)\n"),
+        [BounceFinding("ann@example.com", "soft", "onhold", "5.0.0", "permanent failure")],
+    ),
+    (
+        "the diagnostic is shown before the status words",
+        _report(
+            ANN + "Action: failed\nStatus: 5.2.0 (mailbox problem)\n"
+            "Diagnostic-Code: X-Postfix; mailbox quota exceeded\n"
+        ),
+        [
+            BounceFinding(
+                "ann@example.com", "soft", "mailboxfull", "5.2.0", "mailbox quota exceeded"
+            )
+        ],
+    ),
+    (
+        "a final failure with a transient status keeps a reason that is not giving up",
+        _report(ANN + "Action: failed\nStatus: 4.2.2\nDiagnostic-Code: smtp; 452 4.2.2 full\n"),
+        [BounceFinding("ann@example.com", "soft", "mailboxfull", "4.2.2", "452 4.2.2 full")],
+    ),
+    (
+        "a final failure after retrying an unknown host is expired",
+        _report(ANN + "Action: failed\nStatus: 4.1.2\n"),
+        [BounceFinding("ann@example.com", "soft", "expired", "4.1.2", "")],
+    ),
+    (
+        "an unknown status and nothing said about the address is undefined",
+        _report(ANN + "Action: failed\nStatus: 5.9.9\n"),
+        [BounceFinding("ann@example.com", "soft", "undefined", "5.9.9", "")],
+    ),
+    (
+        "a bare 5.0.0: the text beside the address gives the reason",
+        _report(ANN + "Action: failed\nStatus: 5.0.0\n", human="<ann@example.com>: user unknown\n"),
+        [
+            BounceFinding(
+                "ann@example.com", "hard", "userunknown", "5.0.0", "<ann@example.com>: user unknown"
+            )
+        ],
+    ),
+    (
+        "a bare 5.0.0 and text that names no reason stays undefined",
+        _report(
+            ANN + "Action: failed\nStatus: 5.0.0\n", human="<ann@example.com>: could not deliver\n"
+        ),
+        [
+            BounceFinding(
+                "ann@example.com",
+                "soft",
+                "undefined",
+                "5.0.0",
+                "<ann@example.com>: could not deliver",
+            )
+        ],
+    ),
+    (
         "Original-Recipient is named before Final-Recipient",
         _report(
             "Original-Recipient: rfc822; ann@example.com\n"
@@ -538,3 +594,10 @@ def test_the_original_message_is_named_from_its_headers_else_the_quoted_text_els
     assert parsed.findings == (BOB,)
     assert (parsed.original_message_id, parsed.original_delivery_token) == (message_id, token)
     assert parsed.message_id == "<n1@mx.example.net>"
+
+
+def test_a_long_diagnostic_is_cut_to_its_first_1000_characters() -> None:
+    diagnostic = "550 5.1.1 user unknown " + "x" * 5000
+    raw = _report(ANN + f"Action: failed\nStatus: 5.1.1\nDiagnostic-Code: smtp; {diagnostic}\n")
+    (finding,) = parse_bounce(_crlf(raw)).findings
+    assert finding.diagnostic == diagnostic[:1000]
