@@ -270,6 +270,11 @@ SHAPES: list[tuple[str, str, list[BounceFinding]]] = [
         [BOB],
     ),
     (
+        "forwarded: a first report that names nobody, then one that does",
+        _forwarded(_report(""), _report(BOB_UNKNOWN)),
+        [BOB],
+    ),
+    (
         "Status x.0.0: the diagnostic's code of the same class is the real one",
         _report(
             ANN + "Action: failed\nStatus: 5.0.0\nDiagnostic-Code: smtp; 550 5.1.1 no such user\n"
@@ -455,6 +460,7 @@ def _complaint(original_to: str, rcpt_to: str = "") -> bytes:
         "--A\nContent-Type: text/plain\n\nA reader marked this message as spam.\n\n"
         "--A\nContent-Type: message/feedback-report\n\n"
         "Feedback-Type: abuse\nUser-Agent: ExampleFBL/1.0\nVersion: 1\n"
+        "Original-Mail-From: <bounces+d7.k@news.example.com>\n"
         f"{rcpt_to}\n"
         "--A\nContent-Type: message/rfc822\n\n"
         f"From: news@news.example.com\nTo: {original_to}\n"
@@ -475,13 +481,19 @@ def _complaint(original_to: str, rcpt_to: str = "") -> bytes:
 def test_a_complaint_without_original_rcpt_to_names_the_returned_messages_reader(
     original_to: str, rcpt_to: str, recipient: str | None
 ) -> None:
-    (finding,) = parse_bounce(_complaint(original_to, rcpt_to)).findings
+    parsed = parse_bounce(_complaint(original_to, rcpt_to))
+    (finding,) = parsed.findings
     assert (finding.recipient, finding.kind, finding.action) == (
         recipient,
         "complaint",
         "complaint",
     )
     assert finding.diagnostic == "Feedback-Type: abuse; User-Agent: ExampleFBL/1.0"
+    # Where the report was sent, then the envelope sender it reports.
+    assert parsed.verp_addresses == (
+        "bounces+d1.x@news.example.com",
+        "bounces+d7.k@news.example.com",
+    )
 
 
 @pytest.mark.parametrize(
