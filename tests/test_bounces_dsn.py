@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import random
 import time
@@ -273,6 +274,92 @@ SHAPES: list[tuple[str, str, list[BounceFinding]]] = [
         "forwarded: a first report that names nobody, then one that does",
         _forwarded(_report(""), _report(BOB_UNKNOWN)),
         [BOB],
+    ),
+    (
+        "forwarded: a report whose text is in a charset nobody knows",
+        _forwarded(_report(BOB_UNKNOWN).replace("charset=us-ascii", "charset=x-no-such-charset")),
+        [BOB],
+    ),
+    (
+        "forwarded: a report whose delivery-status part is base64",
+        _forwarded(
+            _report(BOB_UNKNOWN).replace(
+                f"message/delivery-status\n\nReporting-MTA: dns; mx.example.net\n\n{BOB_UNKNOWN}",
+                "message/delivery-status\nContent-Transfer-Encoding: base64\n\n"
+                + base64.encodebytes(
+                    f"Reporting-MTA: dns; mx.example.net\n\n{BOB_UNKNOWN}".encode()
+                ).decode(),
+            )
+        ),
+        [BOB],
+    ),
+    (
+        "a mail system's notice in prose, no format any detector knows",
+        "From: MAILER-DAEMON@mx.example.net\nTo: bounces+d1.x@news.example.com\n"
+        "Subject: Returned mail\n\n"
+        "I could not deliver your message to dora@example.net.\nThe mailbox is full.\n",
+        [
+            BounceFinding(
+                "dora@example.net",
+                "soft",
+                "mailboxfull",
+                None,
+                "I could not deliver your message to dora@example.net. The mailbox is full.",
+            )
+        ],
+    ),
+    (
+        "no Action: a 2.x.x status is a delivery",
+        _report(ANN + "Status: 2.0.0\n"),
+        [BounceFinding("ann@example.com", "ignored", "delivered", "2.0.0", "", "delivered")],
+    ),
+    (
+        "no Action: a 4.x.x status is a delay, though the text names no retry",
+        _report(ANN + "Status: 4.2.2\nDiagnostic-Code: smtp; 452 4.2.2 Mailbox full\n"),
+        [
+            BounceFinding(
+                "ann@example.com",
+                "soft",
+                "mailboxfull",
+                "4.2.2",
+                "452 4.2.2 Mailbox full",
+                "delayed",
+            )
+        ],
+    ),
+    (
+        "Action: delivered stays delivered",
+        _report(ANN + "Action: delivered\nStatus: 2.0.0\n"),
+        [BounceFinding("ann@example.com", "ignored", "delivered", "2.0.0", "", "delivered")],
+    ),
+    (
+        "words nobody recognises in the diagnostic: the text beside the address decides",
+        _report(
+            ANN
+            + "Action: failed\nStatus: 5.9.9\nDiagnostic-Code: smtp; 550 5.9.9 computer says no\n",
+            human="<ann@example.com>: mailbox full\n",
+        ),
+        [
+            BounceFinding(
+                "ann@example.com", "soft", "mailboxfull", "5.9.9", "550 5.9.9 computer says no"
+            )
+        ],
+    ),
+    (
+        "a delay notice saying nothing more takes its reason from the text beside the address",
+        _report(
+            ANN + "Action: delayed\nStatus: 4.0.0\n", human="<ann@example.com>: mailbox full\n"
+        ),
+        [
+            BounceFinding(
+                "ann@example.com",
+                "soft",
+                "mailboxfull",
+                "4.0.0",
+                "<ann@example.com>: mailbox full",
+                "delayed",
+            )
+        ],
     ),
     (
         "Status x.0.0: the diagnostic's code of the same class is the real one",
