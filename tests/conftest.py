@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -24,6 +25,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from sqlalchemy import text
 
+from tests.bare_smtp import BareServer, Script
 from worker.config import Settings, load_settings
 from worker.db import make_engine, migrate
 from worker.runtime import Runtime, open_runtime
@@ -164,6 +166,20 @@ def smtp(smtp_server: tuple[SmtpHandler, int]) -> Iterator[SmtpHandler]:
 @pytest.fixture
 def smtp_url(smtp_server: tuple[SmtpHandler, int]) -> str:
     return f"smtp://127.0.0.1:{smtp_server[1]}"
+
+
+@pytest.fixture
+def bare() -> Iterator[Callable[..., BareServer]]:
+    """Start bare SMTP servers that follow a script (tests/bare_smtp.py); closed after the test."""
+    servers: list[BareServer] = []
+
+    def start(script: Script, **options: Any) -> BareServer:
+        servers.append(BareServer(script, **options))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.close()
 
 
 # --- databases and Redis ------------------------------------------------------------------

@@ -38,7 +38,11 @@ MODULES: dict[str, tuple[str, ...]] = {
     "sending/retry": ("tests/test_retry.py",),
     "sending/throttle": ("tests/test_throttle.py",),
     "sending/message": ("tests/test_message.py",),
-    "sending/transport": ("tests/test_transport.py",),
+    "sending/transport": (
+        "tests/test_transport.py",
+        "tests/test_transport_tls.py",
+        "tests/test_transport_replies.py",
+    ),
     "bounces/classify": ("tests/test_bounces_classify.py",),
     "bounces/reasons": ("tests/test_bounces_classify.py",),
     "bounces/dsn": (

@@ -3,15 +3,13 @@ exactly as sent, connections are reused."""
 
 from __future__ import annotations
 
-import socket
-import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from tests.bare_smtp import BareServer, Script
 from tests.conftest import SmtpHandler
 from worker.errors import (
     ConnectionThrottled,
@@ -86,101 +84,9 @@ def test_replies_map_to_our_errors_with_their_code(
 # --- what aiosmtpd will not do: a bare server that follows a script ----------------------------
 
 
-@dataclass
-class Script:
-    """How a bare SMTP server answers: the greeting and EHLO reply of each connection in turn
-    (the last one repeats), and what follows each message's final dot: a reply after a delay,
-    or (None) hanging up without a word."""
-
-    greetings: list[str] = field(default_factory=lambda: ["220 bare.example.com ESMTP"])
-    ehlos: list[str] = field(default_factory=lambda: ["250 bare.example.com"])
-    after_dot: list[tuple[float, str | None]] = field(default_factory=list)
-    connections: list[float] = field(default_factory=list)
-    messages: list[bytes] = field(default_factory=list)
-
-
-class BareServer:
-    """A blocking SMTP server on a thread, one connection at a time, following a Script."""
-
-    def __init__(self, script: Script) -> None:
-        self.script = script
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"smtp://127.0.0.1:{self.port}"
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            with conn:
-                self._talk(conn)
-
-    def _talk(self, conn: socket.socket) -> None:
-        script = self.script
-        index = len(script.connections)
-        script.connections.append(time.monotonic())
-        reader = conn.makefile("rb")
-
-        def say(line: str) -> None:
-            conn.sendall(line.encode() + b"\r\n")
-
-        greeting = script.greetings[min(index, len(script.greetings) - 1)]
-        say(greeting)
-        if greeting.startswith("421"):
-            return
-        for raw in reader:
-            command = raw.decode().strip().upper()
-            if command.startswith(("EHLO", "HELO")):
-                ehlo = script.ehlos[min(index, len(script.ehlos) - 1)]
-                say(ehlo)
-                if ehlo.startswith("421"):
-                    return
-            elif command.startswith(("MAIL", "RCPT", "RSET", "NOOP")):
-                say("250 ok")
-            elif command == "DATA":
-                say("354 go ahead")
-                lines = []
-                for line in reader:
-                    if line == b".\r\n":
-                        break
-                    lines.append(line)
-                script.messages.append(b"".join(lines))
-                delay_s, reply = script.after_dot.pop(0) if script.after_dot else (0.0, "250 ok")
-                time.sleep(delay_s)
-                if reply is None:
-                    return  # hang up: the message is taken, its reply never comes
-                say(reply)
-            elif command == "QUIT":
-                say("221 bye")
-                return
-
-    def close(self) -> None:
-        self.sock.close()
-
-
-@pytest.fixture
-def bare() -> Iterator[Callable[[Script], BareServer]]:
-    servers: list[BareServer] = []
-
-    def start(script: Script) -> BareServer:
-        servers.append(BareServer(script))
-        return servers[-1]
-
-    yield start
-    for server in servers:
-        server.close()
-
-
 @pytest.mark.parametrize("where", ["greeting", "EHLO"])
 def test_a_421_at_the_greeting_or_ehlo_pauses_new_connections(
-    bare: Callable[[Script], BareServer], where: str
+    bare: Callable[..., BareServer], where: str
 ) -> None:
     busy = "421 4.7.0 bare.example.com Too many connections, try later"
     script = Script(
@@ -201,7 +107,7 @@ def test_a_421_at_the_greeting_or_ehlo_pauses_new_connections(
 
 
 def test_a_connection_lost_after_the_final_dot_is_uncertain_and_never_sent_again_here(
-    bare: Callable[[Script], BareServer],
+    bare: Callable[..., BareServer],
 ) -> None:
     script = Script(after_dot=[(0.0, "250 ok"), (0.0, None)])
     server = bare(script)
@@ -215,7 +121,7 @@ def test_a_connection_lost_after_the_final_dot_is_uncertain_and_never_sent_again
     assert len(script.connections) == 1
 
 
-def test_the_final_reply_has_a_timeout_of_its_own(bare: Callable[[Script], BareServer]) -> None:
+def test_the_final_reply_has_a_timeout_of_its_own(bare: Callable[..., BareServer]) -> None:
     # A content filter answers the final dot after 2 s: longer than a command may take here,
     # within what the final reply may take (RFC 5321 §4.5.3.2.6 gives it 10 minutes).
     script = Script(after_dot=[(2.0, "250 ok"), (2.0, "250 ok")])
@@ -225,8 +131,11 @@ def test_the_final_reply_has_a_timeout_of_its_own(bare: Callable[[Script], BareS
     patient.close()  # the bare server talks to one connection at a time
 
     hasty = SmtpTransport(SmtpTarget.from_url(server.url), command_timeout_s=1, data_timeout_s=1)
-    with pytest.raises(UncertainDelivery):
+    with pytest.raises(UncertainDelivery) as info:
         hasty.send("s@example.com", "r@example.com", MESSAGE)
+    assert (info.value.recipient, info.value.code) == ("r@example.com", None)
+    assert info.value.text.startswith("no reply after the message was sent: ")
+    assert info.value.text.endswith("timed out")  # what went wrong, not only its class
     assert len(script.messages) == 2  # nothing resent after the timeout
 
 
@@ -299,7 +208,7 @@ def test_a_bad_smtp_url_names_the_setting(url: str) -> None:
     with pytest.raises(ConfigError) as info:
         SmtpTarget.from_url(url)
     assert str(info.value).startswith("NEWSLETTER_SMTP_URL")
-    assert "must look like smtp://host:port" in str(info.value)
+    assert str(info.value) == "NEWSLETTER_SMTP_URL: must look like smtp://host:port"
 
 
 @pytest.mark.parametrize(
@@ -312,7 +221,7 @@ def test_a_bad_smtp_url_names_the_setting(url: str) -> None:
     ],
 )
 def test_a_refusal_at_the_greeting_carries_the_recipient_code_and_text(
-    bare: Callable[[Script], BareServer], reply: str, error: type[Exception]
+    bare: Callable[..., BareServer], reply: str, error: type[Exception]
 ) -> None:
     server = bare(Script(greetings=[reply, "220 ready"]))
     transport = SmtpTransport(SmtpTarget.from_url(server.url), throttle_pause_s=0)
@@ -350,3 +259,16 @@ def test_a_url_makes_an_smtp_transport_with_its_data_timeout() -> None:
     assert isinstance(smtp, SmtpTransport)
     assert smtp.target == SmtpTarget("mx.example.com", 2525, False, False, None, None)
     assert smtp.data_timeout_s == 42
+
+
+def test_the_outbox_names_a_message_without_a_message_id_after_time_and_recipient(
+    tmp_path: Path,
+) -> None:
+    outbox = OutboxTransport(tmp_path)
+    data = b"Subject: no id\r\n\r\nbody\r\n"
+    first = outbox.send("s@example.com", "r+x@example.com", data)
+    second = outbox.send("s@example.com", "r+x@example.com", data)
+    assert first != second  # two files, nothing overwritten
+    names = sorted(p.name for p in tmp_path.iterdir())  # and no temporary file left behind
+    assert [n.split(".", 1)[1] for n in names] == ["r_x_example.com.eml"] * 2
+    assert all(n.split(".", 1)[0].isdigit() for n in names)

@@ -111,7 +111,7 @@ def _parse(raw: bytes) -> ParsedBounce:
     if not msg.keys():
         raise BounceParseError("no header section: not an RFC 5322 message (binary data?)")
 
-    returned = original(msg, notes)
+    returned = _returned(msg, notes)
     feedback = feedback_fields(msg, notes)
     findings = _findings(msg, feedback, returned, notes)
     if not findings:
@@ -131,6 +131,18 @@ def _parse(raw: bytes) -> ParsedBounce:
         original_delivery_token=_clean_token(token) or _quoted(_QUOTED_TOKEN, body),
         message_id=_clean_message_id(header(msg, "Message-ID")),
     )
+
+
+def _returned(msg: Message, notes: Notes) -> Message | None:
+    """The returned original; for a forwarded report, the one that report returned (the first
+    attached message may be anything else, and the report itself is not ours)."""
+    if not any(part.get_content_type() in DSN_TYPES for part in walk(msg)):
+        for attached in attached_messages(msg):
+            if attached.get_content_type() == "multipart/report":
+                inner = original(attached, notes)
+                if inner is not None:
+                    return inner
+    return original(msg, notes)
 
 
 def _findings(

@@ -315,12 +315,13 @@ class SmtpTransport:
             _raise_for(code, resp, recipient, at_rcpt=False)
         return _reply(resp)
 
-    @staticmethod
-    def _reset(conn: smtplib.SMTP) -> None:
+    def _reset(self, conn: smtplib.SMTP) -> None:
+        """End a failed transaction; a connection that does not survive RSET is dropped, so
+        the next message opens another instead of finding it closed."""
         try:
             conn.rset()
         except (OSError, smtplib.SMTPException):
-            pass
+            self._drop()
 
     def close(self) -> None:
         """Quit every connection this transport opened."""
